@@ -1,0 +1,112 @@
+//! The `opptak` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use opptak_core::doctor::{CheckStatus, DoctorReport};
+use opptak_core::logging::{self, LogFormat};
+use opptak_core::{DATA_DIR_ENV, DataDir};
+
+/// Opptak records lessons and keeps them safe until the school's server has them.
+#[derive(Debug, Parser)]
+#[command(name = "opptak", version, about, propagate_version = true)]
+struct Cli {
+    /// Where recordings, the upload journal and logs live [default: per OS].
+    #[arg(long, global = true, env = DATA_DIR_ENV, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// How log lines on stderr and in the log file are written.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check what Opptak needs on this computer and say what to do about each problem.
+    ///
+    /// Exits 0 when all is well and 1 when something needs attention.
+    Doctor {
+        /// Print the findings as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("opptak: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = DataDir::resolve(cli.data_dir)?;
+    let log_format = match cli.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    match cli.command {
+        Command::Doctor { json } => {
+            // An unusable data directory is one of the doctor's findings, so
+            // logging to it is best effort here.
+            let log = logging::init(&data_dir, log_format).ok();
+            let report = opptak_core::doctor::run(&data_dir);
+            tracing::info!(ok = report.ok, "doctor finished");
+            let log_file = log.as_ref().map(|guard| guard.file().to_path_buf());
+            if json {
+                let value = serde_json::json!({
+                    "ok": report.ok,
+                    "checks": report.checks,
+                    "dataDir": data_dir.path(),
+                    "logFile": log_file,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print_report(&report, &data_dir, log_file.as_deref());
+            }
+            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+fn print_report(report: &DoctorReport, data_dir: &DataDir, log_file: Option<&std::path::Path>) {
+    println!("Opptak {} on this computer", env!("CARGO_PKG_VERSION"));
+    println!("Data directory: {}", data_dir.path().display());
+    match log_file {
+        Some(path) => println!("Log file:       {}", path.display()),
+        None => println!("Log file:       none (the data directory cannot be written)"),
+    }
+    println!();
+    for check in &report.checks {
+        let mark = match check.status {
+            CheckStatus::Ok => "ok     ",
+            CheckStatus::Warning => "WARNING",
+            CheckStatus::Error => "ERROR  ",
+        };
+        println!("[{mark}] {}: {}", check.title, check.detail);
+        if let Some(advice) = &check.advice {
+            println!("          What to do: {advice}");
+        }
+    }
+    println!();
+    let problems = report.checks.iter().filter(|check| check.status != CheckStatus::Ok).count();
+    match problems {
+        0 => println!("All is well."),
+        1 => println!("1 thing needs attention."),
+        n => println!("{n} things need attention."),
+    }
+}

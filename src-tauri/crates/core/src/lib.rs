@@ -1,0 +1,57 @@
+//! Opptak's engine as the desktop app and the `opptak` CLI share it.
+//!
+//! Front ends call this crate and never reach past it: they resolve the
+//! [`DataDir`], start [`logging`], and ask the [`doctor`] whether this computer
+//! can record and upload. Recording sessions and uploads join this crate as
+//! they are built.
+//!
+//! ```no_run
+//! let data_dir = opptak_core::DataDir::resolve(None)?;
+//! let report = opptak_core::doctor::run(&data_dir);
+//! for check in &report.checks {
+//!     println!("{:?} {}: {}", check.status, check.title, check.detail);
+//! }
+//! # Ok::<(), opptak_core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod data_dir;
+pub mod doctor;
+pub mod logging;
+
+pub use data_dir::{DATA_DIR_ENV, DataDir};
+
+/// Everything that can go wrong in the engine's shared parts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No data directory was given and the OS offers no home for one.
+    #[error(
+        "Could not find a place for Opptak's data: this user has no home folder. \
+         Set {} or pass --data-dir.",
+        DATA_DIR_ENV
+    )]
+    NoHomeDirectory,
+    /// The data directory cannot be created or written.
+    #[error(
+        "The data directory {path} cannot be used ({source}). Choose another with --data-dir or {}, or fix its permissions.",
+        DATA_DIR_ENV
+    )]
+    DataDirUnusable {
+        /// The directory that was tried.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The log file could not be set up.
+    #[error("Could not start logging to {path} ({reason}). Check that the data directory is writable.")]
+    Logging {
+        /// The log directory that was tried.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,73 @@
+//! Helpers for Opptak's end-to-end tests: the binaries under test, free
+//! ports, and real services (Xvfb, PulseAudio, tauri-driver) that each test
+//! starts for itself and stops by PID when the guard drops.
+//!
+//! A test that needs a program the machine lacks skips with a message on a
+//! developer's machine, but fails under `CI=true`: a skipped end-to-end test
+//! must never pass silently in CI.
+
+mod process;
+mod services;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+pub use process::ChildGuard;
+pub use services::{PulseAudio, TauriDriver, Xvfb};
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Where end-to-end tests save screenshots (`tests/screenshots/`).
+pub fn screenshots_dir() -> PathBuf {
+    let dir = repo_root().join("tests/screenshots");
+    std::fs::create_dir_all(&dir).expect("create tests/screenshots");
+    dir
+}
+
+/// A binary of this workspace, from the same target folder as the running
+/// test. `cargo build --workspace --bins` (as `.ci/run` does) must have
+/// built it; the message says so when it has not.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let profile_dir =
+        exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps");
+    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the end-to-end tests (bash .ci/run does)",
+        path.display()
+    );
+    path
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Whether this run is CI, where a missing tool is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false" && value != "0")
+}
+
+/// Finds `program` on PATH. When it is missing: under CI, panics; elsewhere
+/// returns `None` after saying which test is skipped and why.
+pub fn require_program(program: &str, why: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        let message =
+            format!("`{program}` is not installed; it is needed {why}. `bash .ci/run` installs it.");
+        assert!(!in_ci(), "{message}");
+        eprintln!("SKIPPED: {message}");
+    }
+    found
+}

@@ -1,0 +1,86 @@
+//! Child processes that end with their guard, by PID.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A child process that is sent SIGTERM (then SIGKILL after a grace period)
+/// when the guard drops. Only the process this guard started is signalled.
+#[derive(Debug)]
+pub struct ChildGuard {
+    name: String,
+    child: Child,
+}
+
+/// How long a service gets to exit after SIGTERM before it is killed.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
+impl ChildGuard {
+    /// Starts `command`, naming it `name` in messages.
+    pub fn spawn(name: &str, command: &mut Command) -> anyhow::Result<Self> {
+        let child = command.spawn().map_err(|err| anyhow::anyhow!("could not start {name}: {err}"))?;
+        Ok(Self { name: name.to_owned(), child })
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails when the child has already exited, naming its status.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => anyhow::bail!("{} exited early with {status}", self.name),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends `signal` to the child.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = Pid::from_raw(i32::try_from(self.child.id())?);
+        kill(pid, signal)?;
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL if the child has not exited within the grace period.
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = self.signal(Signal::SIGTERM);
+        let deadline = Instant::now() + TERM_GRACE;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} ignored SIGTERM for {TERM_GRACE:?}; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `ready` every 20 ms until it is true or `timeout` passes.
+pub(crate) fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("{what} was not ready within {timeout:?}")
+}
