@@ -1,5 +1,7 @@
 //! The `opptak` command line.
 
+mod serve;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,6 +42,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the upload API server (the embedded destination) for a school.
+    ///
+    /// Prints `listening on http://HOST:PORT` once it accepts connections and
+    /// stops cleanly on SIGTERM or Ctrl-C.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,7 +61,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let data_dir = DataDir::resolve(cli.data_dir)?;
+    let data_dir = DataDir::resolve(cli.data_dir.clone())?;
     let log_format = match cli.log_format {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
@@ -79,6 +86,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_report(&report, &data_dir, log_file.as_deref());
             }
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Serve(args) => {
+            data_dir.ensure_writable()?;
+            let _log = logging::init(&data_dir, log_format)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(serve::run(args, cli.data_dir, data_dir.path()))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,0 +1,612 @@
+//! [`LocalStore`]: recordings in a folder of the server's data directory.
+//!
+//! Layout under the store's root:
+//! - `uploads/<upload id>/meta.json` — key and part size of an open upload;
+//! - `uploads/<upload id>/data` — the object being assembled: part *n* is
+//!   written at offset (n−1)·partSize, so completing needs no copy, only a
+//!   truncate and a rename;
+//! - `uploads/<upload id>/parts/<n>` — "md5 size" of a part, written only
+//!   after its bytes are synced: a part is listed only once it is whole;
+//! - `objects/<key>` and `objects/<key>.meta.json` — completed objects.
+//!
+//! Clients PUT parts and GET objects through the server's own `/storage/…`
+//! routes ([`LocalStore::router`]) with URLs signed by HMAC-SHA256 over the
+//! method, key, upload id, part number, expiry and Content-MD5.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use base64::Engine;
+use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use md5::Digest;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+use super::{
+    CompletedPart, LocalCopy, MediaStore, ObjectInfo, PresignedRequest, StoreError, StoreResult, StoredPart,
+    composite_etag, unquote_etag,
+};
+
+/// A [`MediaStore`] in a local folder, served through the server's own routes.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    secret: [u8; 32],
+    base_url: OnceLock<String>,
+    bytes_received: AtomicU64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct UploadMeta {
+    key: String,
+    part_size: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ObjectMeta {
+    size: u64,
+    etag: String,
+}
+
+fn io_err(err: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("local storage: {err}"))
+}
+
+impl LocalStore {
+    /// Opens (creating) the store under `root`. The URL-signing key lives in
+    /// `root/signing.key` so URLs stay valid across restarts.
+    pub fn open(root: &Path) -> StoreResult<Self> {
+        for dir in ["uploads", "objects"] {
+            std::fs::create_dir_all(root.join(dir)).map_err(io_err)?;
+        }
+        let key_path = root.join("signing.key");
+        let secret = match std::fs::read(&key_path) {
+            Ok(bytes) if bytes.len() == 32 => bytes.try_into().expect("length checked"),
+            _ => {
+                let secret: [u8; 32] = rand::random();
+                write_synced(&key_path, &secret).map_err(io_err)?;
+                secret
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root: root.to_path_buf(),
+                secret,
+                base_url: OnceLock::new(),
+                bytes_received: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Tells the store the server's public base URL (known once it listens).
+    pub fn set_base_url(&self, url: &str) {
+        let _ = self.inner.base_url.set(url.trim_end_matches('/').to_owned());
+    }
+
+    /// Bytes received by part PUTs since start.
+    pub fn bytes_received(&self) -> u64 {
+        self.inner.bytes_received.load(Ordering::Relaxed)
+    }
+
+    /// The `/storage/…` routes that presigned URLs point at.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/storage/uploads/{upload_id}/parts/{part_number}", put(put_part))
+            .route("/storage/objects/{*key}", get(get_object))
+            .with_state(self.clone())
+    }
+
+    fn base_url(&self) -> StoreResult<&str> {
+        self.inner
+            .base_url
+            .get()
+            .map(String::as_str)
+            .ok_or_else(|| StoreError::Unavailable("the local store's URL is not known yet".into()))
+    }
+
+    fn upload_dir(&self, upload_id: &str) -> StoreResult<PathBuf> {
+        if upload_id.is_empty() || !upload_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(StoreError::NoSuchUpload);
+        }
+        Ok(self.inner.root.join("uploads").join(upload_id))
+    }
+
+    fn object_path(&self, key: &str) -> StoreResult<PathBuf> {
+        let safe = !key.is_empty()
+            && key.split('/').all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+            && !key.contains('\\');
+        if !safe {
+            return Err(StoreError::Invalid(format!("invalid object key {key:?}")));
+        }
+        Ok(self.inner.root.join("objects").join(key))
+    }
+
+    fn read_upload_meta(&self, upload_id: &str) -> StoreResult<UploadMeta> {
+        let path = self.upload_dir(upload_id)?.join("meta.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|err| StoreError::Unavailable(format!("{} is damaged: {err}", path.display()))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NoSuchUpload),
+            Err(err) => Err(io_err(err)),
+        }
+    }
+
+    fn signature(
+        &self,
+        method: &str,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        expires: u64,
+        md5: &str,
+    ) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.inner.secret).expect("HMAC takes any key length");
+        mac.update(format!("{method}\n{key}\n{upload_id}\n{part}\n{expires}\n{md5}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn verify(
+        &self,
+        method: &str,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        query: &SignedQuery,
+    ) -> Result<(), Response> {
+        let expected =
+            self.signature(method, key, upload_id, part, query.expires, query.md5.as_deref().unwrap_or(""));
+        let given = hex::decode(&query.sig).unwrap_or_default();
+        let matches: bool =
+            subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), hex::encode(given).as_bytes()).into();
+        if !matches {
+            return Err(storage_error(
+                StatusCode::FORBIDDEN,
+                "SignatureDoesNotMatch",
+                "The URL's signature is not valid for this request. Ask the server for a new URL.",
+            ));
+        }
+        if unix_now() > query.expires {
+            return Err(storage_error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "The URL has expired. Ask the server for a new URL.",
+            ));
+        }
+        Ok(())
+    }
+
+    fn read_parts(&self, upload_id: &str) -> StoreResult<Vec<StoredPart>> {
+        let dir = self.upload_dir(upload_id)?.join("parts");
+        let mut parts = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            let Some(part_number) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok())
+            else {
+                continue; // a temporary file being written
+            };
+            let text = std::fs::read_to_string(entry.path()).map_err(io_err)?;
+            let mut fields = text.split_whitespace();
+            let (Some(etag), Some(size)) = (fields.next(), fields.next().and_then(|s| s.parse().ok())) else {
+                continue;
+            };
+            parts.push(StoredPart { part_number, etag: etag.to_owned(), size });
+        }
+        parts.sort_by_key(|part| part.part_number);
+        Ok(parts)
+    }
+
+    fn existing_object(&self, key: &str) -> StoreResult<ObjectInfo> {
+        let path = self.object_path(key)?;
+        let meta_path = meta_path_of(&path);
+        match std::fs::read(&meta_path) {
+            Ok(bytes) if path.exists() => {
+                let meta: ObjectMeta = serde_json::from_slice(&bytes).map_err(|err| {
+                    StoreError::Unavailable(format!("{} is damaged: {err}", meta_path.display()))
+                })?;
+                Ok(ObjectInfo { size: meta.size, etag: Some(meta.etag) })
+            }
+            Ok(_) => Err(StoreError::NoSuchObject),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NoSuchObject),
+            Err(err) => Err(io_err(err)),
+        }
+    }
+
+    fn complete_blocking(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> StoreResult<ObjectInfo> {
+        let meta = match self.read_upload_meta(upload_id) {
+            Ok(meta) => meta,
+            // Completed before (e.g. the server crashed before recording it).
+            Err(StoreError::NoSuchUpload) => return self.existing_object(key),
+            Err(err) => return Err(err),
+        };
+        if meta.key != key {
+            return Err(StoreError::NoSuchUpload);
+        }
+        let stored: BTreeMap<u32, StoredPart> =
+            self.read_parts(upload_id)?.into_iter().map(|part| (part.part_number, part)).collect();
+        let mut size = 0;
+        for (index, part) in parts.iter().enumerate() {
+            if part.part_number as usize != index + 1 {
+                return Err(StoreError::Invalid("parts must be numbered 1..N in order".into()));
+            }
+            let Some(found) =
+                stored.get(&part.part_number).filter(|found| found.etag == unquote_etag(&part.etag))
+            else {
+                return Err(StoreError::Invalid(format!(
+                    "part {} is not stored with ETag {}",
+                    part.part_number, part.etag
+                )));
+            };
+            let is_last = index + 1 == parts.len();
+            if !is_last && found.size != meta.part_size {
+                return Err(StoreError::Invalid(format!(
+                    "part {} is {} bytes; every part but the last must be {} bytes",
+                    part.part_number, found.size, meta.part_size
+                )));
+            }
+            size += found.size;
+        }
+        let etag = composite_etag(parts.iter().map(|part| unquote_etag(&part.etag)))
+            .ok_or_else(|| StoreError::Invalid("an ETag is not an MD5".into()))?;
+
+        let dir = self.upload_dir(upload_id)?;
+        let data = std::fs::OpenOptions::new().write(true).open(dir.join("data")).map_err(io_err)?;
+        data.set_len(size).map_err(io_err)?;
+        data.sync_all().map_err(io_err)?;
+        let object = self.object_path(key)?;
+        let parent = object.parent().expect("object paths have a parent");
+        std::fs::create_dir_all(parent).map_err(io_err)?;
+        write_synced(
+            &meta_path_of(&object),
+            &serde_json::to_vec(&ObjectMeta { size, etag: etag.clone() }).expect("serialisable"),
+        )
+        .map_err(io_err)?;
+        std::fs::rename(dir.join("data"), &object).map_err(io_err)?;
+        sync_dir(parent).map_err(io_err)?;
+        std::fs::remove_dir_all(&dir).map_err(io_err)?;
+        Ok(ObjectInfo { size, etag: Some(etag) })
+    }
+}
+
+fn meta_path_of(object: &Path) -> PathBuf {
+    let mut name = object.file_name().expect("object has a name").to_os_string();
+    name.push(".meta.json");
+    object.with_file_name(name)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, synced,
+/// so readers see the old content or the new, never half.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl MediaStore for LocalStore {
+    async fn create_upload(&self, key: &str, _content_type: &str, part_size: u64) -> StoreResult<String> {
+        self.object_path(key)?;
+        let upload_id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = self.upload_dir(&upload_id)?;
+        let meta = serde_json::to_vec(&UploadMeta { key: key.to_owned(), part_size }).expect("serialisable");
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(dir.join("parts"))?;
+            std::fs::File::create(dir.join("data"))?;
+            write_synced(&dir.join("meta.json"), &meta)
+        })
+        .await
+        .map_err(|err| StoreError::Unavailable(err.to_string()))?
+        .map_err(io_err)?;
+        Ok(upload_id)
+    }
+
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        content_md5: Option<&str>,
+        expires_in: Duration,
+    ) -> StoreResult<PresignedRequest> {
+        let expires = unix_now() + expires_in.as_secs();
+        let md5 = content_md5.unwrap_or("");
+        let sig = self.signature("PUT", key, upload_id, part_number, expires, md5);
+        let mut url = format!(
+            "{}/storage/uploads/{upload_id}/parts/{part_number}?expires={expires}&sig={sig}",
+            self.base_url()?
+        );
+        let mut headers = BTreeMap::new();
+        if let Some(md5) = content_md5 {
+            url.push_str("&md5=");
+            url.push_str(&form_encode(md5));
+            headers.insert("Content-MD5".to_owned(), md5.to_owned());
+        }
+        Ok(PresignedRequest {
+            url,
+            method: "PUT".into(),
+            headers,
+            expires_at: UNIX_EPOCH + Duration::from_secs(expires),
+        })
+    }
+
+    async fn list_parts(&self, _key: &str, upload_id: &str) -> StoreResult<Vec<StoredPart>> {
+        let store = self.clone();
+        let upload_id = upload_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            store.read_upload_meta(&upload_id)?;
+            store.read_parts(&upload_id)
+        })
+        .await
+        .map_err(|err| StoreError::Unavailable(err.to_string()))?
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> StoreResult<ObjectInfo> {
+        let (store, key, upload_id, parts) =
+            (self.clone(), key.to_owned(), upload_id.to_owned(), parts.to_vec());
+        tokio::task::spawn_blocking(move || store.complete_blocking(&key, &upload_id, &parts))
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?
+    }
+
+    async fn abort_upload(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
+        let dir = self.upload_dir(upload_id)?;
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(io_err(err)),
+        }
+    }
+
+    async fn head_object(&self, key: &str) -> StoreResult<ObjectInfo> {
+        self.existing_object(key)
+    }
+
+    async fn fetch_to_file(&self, key: &str, _scratch: &Path) -> StoreResult<LocalCopy> {
+        self.existing_object(key)?;
+        Ok(LocalCopy { path: self.object_path(key)?, temporary: false })
+    }
+
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> StoreResult<PresignedRequest> {
+        let expires = unix_now() + expires_in.as_secs();
+        let sig = self.signature("GET", key, "", 0, expires, "");
+        Ok(PresignedRequest {
+            url: format!("{}/storage/objects/{key}?expires={expires}&sig={sig}", self.base_url()?),
+            method: "GET".into(),
+            headers: BTreeMap::new(),
+            expires_at: UNIX_EPOCH + Duration::from_secs(expires),
+        })
+    }
+}
+
+fn form_encode(value: &str) -> String {
+    value.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+}
+
+#[derive(Debug, Deserialize)]
+struct SignedQuery {
+    expires: u64,
+    sig: String,
+    md5: Option<String>,
+}
+
+/// An S3-style XML error, as storage answers.
+fn storage_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    );
+    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
+}
+
+fn store_failure(err: &StoreError) -> Response {
+    match err {
+        StoreError::NoSuchUpload => storage_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchUpload",
+            "The upload does not exist; it may have been completed or aborted.",
+        ),
+        StoreError::NoSuchObject => {
+            storage_error(StatusCode::NOT_FOUND, "NoSuchKey", "The object does not exist.")
+        }
+        StoreError::Invalid(message) => storage_error(StatusCode::BAD_REQUEST, "InvalidRequest", message),
+        StoreError::Unavailable(message) => {
+            tracing::error!(error = %message, "local storage failed");
+            storage_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "Storage failed; try again shortly.",
+            )
+        }
+    }
+}
+
+async fn put_part(
+    State(store): State<LocalStore>,
+    UrlPath((upload_id, part_number)): UrlPath<(String, u32)>,
+    Query(query): Query<SignedQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let meta = match store.read_upload_meta(&upload_id) {
+        Ok(meta) => meta,
+        Err(err) => return store_failure(&err),
+    };
+    if let Err(refused) = store.verify("PUT", &meta.key, &upload_id, part_number, &query) {
+        return refused;
+    }
+    if !(1..=opptak_api::MAX_PARTS).contains(&part_number) {
+        return storage_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "Part numbers run from 1 to 10000.",
+        );
+    }
+    let sent_md5 = headers.get("content-md5").and_then(|v| v.to_str().ok());
+    if query.md5.is_some() && query.md5.as_deref() != sent_md5 {
+        return storage_error(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch",
+            "The Content-MD5 header differs from the one the URL was signed for.",
+        );
+    }
+    let expected_md5 = match sent_md5.map(|b64| base64::engine::general_purpose::STANDARD.decode(b64)) {
+        Some(Ok(digest)) if digest.len() == 16 => Some(digest),
+        Some(_) => {
+            return storage_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidDigest",
+                "Content-MD5 is not the base64 of 16 bytes.",
+            );
+        }
+        None => None,
+    };
+    match store.receive_part(&upload_id, part_number, meta.part_size, expected_md5, body).await {
+        Ok(md5_hex) => {
+            let mut response = StatusCode::OK.into_response();
+            response.headers_mut().insert(
+                header::ETAG,
+                HeaderValue::from_str(&format!("\"{md5_hex}\"")).expect("hex is a valid header"),
+            );
+            response
+        }
+        Err(response) => response,
+    }
+}
+
+impl LocalStore {
+    /// Streams a part's bytes to its offset in the upload's data file,
+    /// checking length and MD5, and records the part only once it is whole
+    /// and synced.
+    async fn receive_part(
+        &self,
+        upload_id: &str,
+        part_number: u32,
+        part_size: u64,
+        expected_md5: Option<Vec<u8>>,
+        body: Body,
+    ) -> Result<String, Response> {
+        let dir = self.upload_dir(upload_id).map_err(|err| store_failure(&err))?;
+        let marker = dir.join("parts").join(part_number.to_string());
+        // The old copy of this part is about to be overwritten in place.
+        match tokio::fs::remove_file(&marker).await {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(store_failure(&io_err(err))),
+        }
+        let failed = |err: std::io::Error| store_failure(&io_err(err));
+        let mut file =
+            tokio::fs::OpenOptions::new().write(true).open(dir.join("data")).await.map_err(|err| {
+                if err.kind() == std::io::ErrorKind::NotFound {
+                    store_failure(&StoreError::NoSuchUpload)
+                } else {
+                    failed(err)
+                }
+            })?;
+        file.seek(std::io::SeekFrom::Start(u64::from(part_number - 1) * part_size)).await.map_err(failed)?;
+        let mut hasher = md5::Md5::new();
+        let mut received = 0u64;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|err| {
+                storage_error(
+                    StatusCode::BAD_REQUEST,
+                    "IncompleteBody",
+                    &format!("The part's bytes did not arrive whole ({err}). Send the part again."),
+                )
+            })?;
+            received += chunk.len() as u64;
+            self.inner.bytes_received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if received > part_size {
+                return Err(storage_error(
+                    StatusCode::BAD_REQUEST,
+                    "EntityTooLarge",
+                    &format!("A part may be at most {part_size} bytes."),
+                ));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(failed)?;
+        }
+        if received == 0 {
+            return Err(storage_error(
+                StatusCode::BAD_REQUEST,
+                "EntityTooSmall",
+                "A part must hold at least 1 byte.",
+            ));
+        }
+        let digest = hasher.finalize();
+        if expected_md5.is_some_and(|expected| expected[..] != digest[..]) {
+            return Err(storage_error(
+                StatusCode::BAD_REQUEST,
+                "BadDigest",
+                "The part's bytes do not match its Content-MD5. Send the part again.",
+            ));
+        }
+        file.flush().await.map_err(failed)?;
+        file.sync_data().await.map_err(failed)?;
+        let md5_hex = hex::encode(digest);
+        let record = format!("{md5_hex} {received}\n");
+        tokio::task::spawn_blocking(move || write_synced(&marker, record.as_bytes()))
+            .await
+            .map_err(|err| store_failure(&StoreError::Unavailable(err.to_string())))?
+            .map_err(failed)?;
+        Ok(md5_hex)
+    }
+}
+
+async fn get_object(
+    State(store): State<LocalStore>,
+    UrlPath(key): UrlPath<String>,
+    Query(query): Query<SignedQuery>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = store.verify("GET", &key, "", 0, &query) {
+        return refused;
+    }
+    let path = match store.existing_object(&key).and_then(|_| store.object_path(&key)) {
+        Ok(path) => path,
+        Err(err) => return store_failure(&err),
+    };
+    // ServeFile answers Range requests (206) so a browser can seek in the media.
+    match tower_http::services::ServeFile::new(path).oneshot(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    }
+}
