@@ -7,12 +7,16 @@
 //! must never pass silently in CI.
 
 mod process;
+mod seaweed;
+mod serve;
 mod services;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 pub use process::ChildGuard;
+pub use seaweed::SeaweedFs;
+pub use serve::{ApiClient, OpptakServe, TEST_TOKEN, sha256_hex, wav_of_len};
 pub use services::{PulseAudio, TauriDriver, Xvfb};
 
 /// The repository's root folder.

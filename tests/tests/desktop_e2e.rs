@@ -9,6 +9,9 @@ use opptak_tests::{TauriDriver, Xvfb, screenshots_dir, workspace_bin};
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn connect(driver: &TauriDriver) -> Client {
+    // Two TLS backends are linked into the tests (the AWS SDK's and
+    // reqwest's), so rustls needs to be told which one to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "tauri:options".into(),

@@ -11,6 +11,11 @@
 //! 3. the typed request is checked against the API's rules
 //!    ([`Request::validate`]); problems that would only judge a
 //!    placeholder from step 2 are left out.
+//!
+//! Only a body that cannot be read as a whole (step 1, or a root that is
+//! not an object) fails outright; otherwise the request comes back with
+//! its problems ([`Request::decode_with_problems`]), so a server can add
+//! its own findings about the fields that were read to the same report.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -67,26 +72,33 @@ pub trait Request: Serialize + Sized + sealed::Sealed {
         Self::decode_with_problems(format, body)?.into_result()
     }
 
-    /// Decodes a body, returning the request together with the rules it
-    /// breaks rather than failing on them, so that a server can add the
-    /// problems only it can find (a part missing from storage) and answer
-    /// them all at once with [`Decoded::into_result`].
+    /// Decodes a body, returning the request together with every problem
+    /// found rather than failing on them, so that a server can add the
+    /// problems only it can find (an `uploadId` that is not the session's,
+    /// a part missing from storage) and answer them all at once with
+    /// [`Decoded::into_result`].
+    ///
+    /// A field that could not be read (missing, null, of the wrong type)
+    /// holds a placeholder — empty text, `0`, `false`, an empty list — and
+    /// its problem is already in [`Decoded::problems`]; a server's own
+    /// checks should skip empty values, so that they judge only what was
+    /// sent.
     ///
     /// # Errors
-    /// As [`decode`](Self::decode), except that a request whose fields all
-    /// have the right types is returned even when it breaks rules.
+    /// [`Error::PayloadTooLarge`] over [`MAX_BODY_BYTES`]; [`Error::Invalid`]
+    /// (key `request`) when the body as a whole cannot be read: not UTF-8,
+    /// malformed, not an object, XML with a DTD or the wrong root element.
     fn decode_with_problems(format: BodyFormat, body: &[u8]) -> Result<Decoded<Self>> {
         let value = parse_body(format, body, Self::XML_ROOT)?;
         let mut extractor = Extractor::new(origin(format));
         let request = Self::from_value(&mut extractor, &value, &FieldPath::request());
         let mut problems = extractor.into_problems();
-        let rules = request.as_ref().map(Self::validate).unwrap_or_default();
         match request {
-            Some(request) if problems.is_empty() => Ok(Decoded { request, problems: rules }),
-            _ => {
-                problems.extend_unless_judging_placeholders(rules);
-                Err(Error::Invalid(problems))
+            Some(request) => {
+                problems.extend_unless_judging_placeholders(request.validate());
+                Ok(Decoded { request, problems })
             }
+            None => Err(Error::Invalid(problems)),
         }
     }
 
@@ -101,12 +113,14 @@ pub trait Request: Serialize + Sized + sealed::Sealed {
     }
 }
 
-/// A request whose fields all have the right types, with the rules it breaks.
+/// A decoded request with every problem found in it.
 #[derive(Debug)]
 pub struct Decoded<R> {
-    /// The request as sent.
+    /// The request as sent; a field that could not be read holds a
+    /// placeholder (empty text, `0`, `false`, an empty list).
     pub request: R,
-    /// The rules it breaks, under their keys; add the server's own findings here.
+    /// Every problem found, under its key: fields that could not be read
+    /// and rules broken. Add the server's own findings here.
     pub problems: ModelState,
 }
 

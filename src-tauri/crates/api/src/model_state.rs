@@ -185,16 +185,19 @@ impl ModelState {
     ///
     /// When a field could not be read (missing, wrong type), decoding puts a
     /// placeholder in its place and carries on so that every other field is
-    /// still checked. A rule problem about that field, about something
-    /// inside it, or about a list around it (a gap in part numbers when
-    /// one part number was unreadable) would judge the placeholder, so it
-    /// is left out.
+    /// still checked. A rule problem about that field or about something
+    /// inside it would judge the placeholder, so it is left out.
+    ///
+    /// A rule about a list around an unreadable item still stands: the
+    /// placeholder keeps every item at its index, so a list of 10,001
+    /// parts is too long whatever its items hold. The one rule that would
+    /// judge an item's placeholder, a gap in part numbers, is not checked
+    /// when a part number is out of range, which a placeholder (0) is.
     pub(crate) fn extend_unless_judging_placeholders(&mut self, rules: ModelState) {
         let unreadable: Vec<String> = self.entries.iter().map(|(k, _)| k.clone()).collect();
         for (key, messages) in rules.entries {
             // A note under the root (too many problems) judges no field.
-            let judges_placeholder =
-                key != "request" && unreadable.iter().any(|bad| is_within(&key, bad) || is_within(bad, &key));
+            let judges_placeholder = key != "request" && unreadable.iter().any(|bad| is_within(&key, bad));
             if !judges_placeholder {
                 for message in messages {
                     self.add(key.clone(), message);
@@ -322,7 +325,8 @@ mod tests {
         unreadable.add("request.parts[1].partNumber", "partNumber must be a whole number; got \"x\".");
         unreadable.add("request.uploadId", "uploadId is required.");
         let mut rules = ModelState::new();
-        rules.add("request.parts", "Part numbers must run 1..N without gaps; part 2 is missing.");
+        // About the list around the unreadable item, not the item: it stands.
+        rules.add("request.parts", "parts must list 1-10000 parts; it lists 10001.");
         rules.add("request.parts[1].partNumber", "partNumber must be between 1 and 10000; got 0.");
         rules.add("request.uploadId", "uploadId must not be empty.");
         rules.add("request.parts[2].etag", "etag must not be empty.");
@@ -333,6 +337,7 @@ mod tests {
             [
                 "request.parts[1].partNumber",
                 "request.uploadId",
+                "request.parts",
                 "request.parts[2].etag",
                 "request.uploadIdentity"
             ]

@@ -60,7 +60,10 @@ pub(crate) fn parts(request: &PartsRequest) -> ModelState {
             state.add(&path, duplicate_message(n));
         }
     }
+    // With no part numbers (none sent, or none readable) that is the
+    // problem; contentMd5 has nothing to be counted against.
     if let Some(md5s) = &request.content_md5
+        && count > 0
         && md5s.len() != count
     {
         state.add(

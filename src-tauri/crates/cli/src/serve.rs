@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use opptak_server::store::S3Config;
-use opptak_server::{Server, StoreConfig, UserToken};
+use opptak_server::{Limits, Server, StoreConfig, UserToken};
 use serde::Deserialize;
 
 /// Flags of `opptak serve`.
@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// (e.g. behind a reverse proxy).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Size of every upload part but the last, in MiB (at least 5) [default: 8].
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(5..=5120))]
+    part_size_mib: Option<u64>,
     /// TOML config file; flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -63,6 +66,7 @@ struct ConfigFile {
     users: Vec<UserToken>,
     /// A file of `NAME:TOKEN` lines (blank lines and `#` comments ignored).
     users_file: Option<PathBuf>,
+    part_size_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,7 +139,14 @@ pub async fn run(
             })
         }
     };
-    let mut builder = Server::builder().listen(listen).data_dir(&data_dir).store(store);
+    let mut limits = Limits::default();
+    if let Some(mib) = args.part_size_mib.or(file.part_size_mib) {
+        if !(5..=5120).contains(&mib) {
+            bail!("part_size_mib must be between 5 and 5120; it is {mib}");
+        }
+        limits.part_size = mib * 1024 * 1024;
+    }
+    let mut builder = Server::builder().listen(listen).data_dir(&data_dir).store(store).limits(limits);
     for user in users {
         builder = builder.user(user);
     }

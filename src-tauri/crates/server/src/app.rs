@@ -112,6 +112,7 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{API}/recordings/{{recording_id}}/v1"), get(recording_detail))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
         .fallback(not_found)
         .layer(middleware::from_fn(negotiate));
     let mut routes: Router = api.with_state(state.clone());
@@ -560,16 +561,16 @@ async fn finish(
 
     // Every part must be in storage with the ETag the client names, and all
     // but the last exactly partSize long.
-    let stored = state.store.list_parts(&session.object_key, &session.store_upload_id).await;
-    let stored = match stored {
-        Ok(stored) => stored,
-        // Completed by a finish whose bookkeeping did not commit (crash).
-        Err(StoreError::NoSuchUpload) => Vec::new(),
+    let stored = match state.store.list_parts(&session.object_key, &session.store_upload_id).await {
+        Ok(stored) => Some(stored),
+        // Completed by a finish whose bookkeeping did not commit (crash):
+        // completing again returns the object, so there is nothing to check.
+        Err(StoreError::NoSuchUpload) => None,
         Err(err) => return Err(err.into()),
     };
     let mut problems = ModelState::new();
     let last = wanted.len();
-    if !stored.is_empty() {
+    if let Some(stored) = stored {
         for (index, part) in request.parts.iter().enumerate() {
             let key = FieldPath::request().field("parts").index(index);
             match stored.iter().find(|found| found.part_number == part.part_number) {

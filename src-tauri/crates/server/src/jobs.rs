@@ -207,6 +207,15 @@ impl Jobs {
     }
 }
 
+/// Queues again the jobs a previous server process left running: one
+/// server owns a data directory, so at start nothing else can be running them.
+pub async fn requeue_interrupted(db: &Db) -> Result<usize> {
+    db.write_durably(|tx| {
+        tx.execute("UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'", [])
+    })
+    .await
+}
+
 /// 1 s, 2 s, 4 s, … capped at [`MAX_RETRY_DELAY`].
 fn retry_delay(attempts: i64) -> Duration {
     let exponent = attempts.clamp(1, 20) as u32 - 1;

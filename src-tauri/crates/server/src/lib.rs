@@ -29,6 +29,7 @@ pub mod db;
 mod jobs;
 mod media;
 mod metrics;
+mod openapi;
 mod server;
 pub mod store;
 mod sweeper;

@@ -131,6 +131,7 @@ impl ServerBuilder {
             AppState::open(&self.data_dir, &self.store, self.users.clone(), self.limits.clone(), &url)
                 .await?;
         let (db, store, wake) = (state.db.clone(), state.store.clone(), state.wake_jobs.clone());
+        crate::jobs::requeue_interrupted(&db).await?;
         let scratch = self.data_dir.join("scratch");
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();

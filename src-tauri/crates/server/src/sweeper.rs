@@ -58,3 +58,57 @@ pub async fn run(db: Db, store: Arc<dyn MediaStore>, mut shutdown: tokio::sync::
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LocalStore, StoreError};
+
+    #[tokio::test]
+    async fn expired_open_sessions_are_aborted_and_their_parts_freed() {
+        let temp = tempfile::tempdir().unwrap();
+        let db = Db::open(&temp.path().join("server.sqlite3")).unwrap();
+        let local = LocalStore::open(&temp.path().join("media")).unwrap();
+        let store: Arc<dyn MediaStore> = Arc::new(local);
+        let mut uploads = Vec::new();
+        for (name, expires_at) in [("past", now_unix() - 1), ("future", now_unix() + 3600)] {
+            let key = format!("recordings/1/{name}.wav");
+            let upload = store.create_upload(&key, "audio/wav", 5 << 20).await.unwrap();
+            let (key_db, upload_db, name) = (key.clone(), upload.clone(), name.to_owned());
+            db.write_durably(move |tx| {
+                tx.execute("INSERT OR IGNORE INTO users (id, name, token_sha256) VALUES (1, 'ada', x'01')", [])?;
+                tx.execute(
+                    "INSERT INTO recordings (id, user_id, name, recorder_type, content_type, is_video,
+                     used_in_file_uploader, status, created_at) VALUES (?1, 1, ?1, 'desktop-audio', 'audio/wav', 0, 0, 'uploading', 0)",
+                    [&name],
+                )?;
+                tx.execute(
+                    "INSERT INTO upload_sessions (upload_id, recording_id, object_key, store_upload_id, part_size, state, expires_at)
+                     VALUES (?1, ?1, ?2, ?3, 5242880, 'open', ?4)",
+                    rusqlite::params![name, key_db, upload_db, expires_at],
+                )
+            })
+            .await
+            .unwrap();
+            uploads.push((key, upload));
+        }
+
+        assert_eq!(sweep_once(&db, &store).await.unwrap(), 1);
+        assert!(matches!(
+            store.list_parts(&uploads[0].0, &uploads[0].1).await,
+            Err(StoreError::NoSuchUpload)
+        ));
+        assert!(store.list_parts(&uploads[1].0, &uploads[1].1).await.is_ok(), "an unexpired upload is kept");
+        let states: Vec<(String, String)> = db
+            .call(|conn| {
+                let mut statement = conn.prepare(
+                    "SELECT s.state, r.status FROM upload_sessions s JOIN recordings r ON r.id = s.recording_id ORDER BY s.upload_id",
+                )?;
+                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(states, [("open".into(), "uploading".into()), ("expired".into(), "expired".into())]);
+        assert_eq!(sweep_once(&db, &store).await.unwrap(), 0, "a second sweep finds nothing");
+    }
+}

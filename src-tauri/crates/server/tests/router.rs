@@ -225,3 +225,23 @@ async fn operations_routes_answer() {
     assert!(text.contains(r#"opptak_http_requests_total{route="/restapi/personal/mediarecorder/native/upload/start/v1",status="200"} 1"#), "{text}");
     assert!(text.contains(r#"opptak_upload_sessions{state="open"} 1"#), "{text}");
 }
+
+#[tokio::test]
+async fn openapi_lists_every_route() {
+    let fx = fixture().await;
+    let answer = call(&fx.app, "GET", "/openapi.json", &[], vec![]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let document = answer.json();
+    let paths: Vec<&String> = document["paths"].as_object().unwrap().keys().collect();
+    for name in ["start", "parts", "listparts", "abort", "finish"] {
+        assert!(paths.contains(&&endpoint(name)), "{name} missing from {paths:?}");
+    }
+    for path in [
+        format!("{API}/recordings/v1"),
+        format!("{API}/recordings/{{recordingId}}/v1"),
+        "/healthz".into(),
+        "/metrics".into(),
+    ] {
+        assert!(paths.contains(&&path), "{path} missing");
+    }
+}

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,7 +34,7 @@ use hmac::{Hmac, Mac};
 use md5::Digest;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 use tower::ServiceExt;
 
 use super::{
@@ -172,9 +173,18 @@ impl LocalStore {
         part: u32,
         query: &SignedQuery,
     ) -> Result<(), Response> {
+        let (Some(expires), Some(sig)) =
+            (query.expires.as_deref().and_then(|expires| expires.parse::<u64>().ok()), query.sig.as_deref())
+        else {
+            return Err(storage_error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "The URL is not signed: it needs its expires and sig. Ask the server for a presigned URL.",
+            ));
+        };
         let expected =
-            self.signature(method, key, upload_id, part, query.expires, query.md5.as_deref().unwrap_or(""));
-        let given = hex::decode(&query.sig).unwrap_or_default();
+            self.signature(method, key, upload_id, part, expires, query.md5.as_deref().unwrap_or(""));
+        let given = hex::decode(sig).unwrap_or_default();
         let matches: bool =
             subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), hex::encode(given).as_bytes()).into();
         if !matches {
@@ -184,7 +194,7 @@ impl LocalStore {
                 "The URL's signature is not valid for this request. Ask the server for a new URL.",
             ));
         }
-        if unix_now() > query.expires {
+        if unix_now() > expires {
             return Err(storage_error(
                 StatusCode::FORBIDDEN,
                 "AccessDenied",
@@ -421,11 +431,20 @@ fn form_encode(value: &str) -> String {
     value.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
 }
 
-#[derive(Debug, Deserialize)]
+/// The signature a presigned URL carries. Every field is optional so that
+/// a URL without one is refused as unsigned (403) rather than as malformed.
+#[derive(Debug, Default, Deserialize)]
 struct SignedQuery {
-    expires: u64,
-    sig: String,
+    expires: Option<String>,
+    sig: Option<String>,
     md5: Option<String>,
+}
+
+impl SignedQuery {
+    /// The query, or an empty one (unsigned) when it cannot be read.
+    fn or_unsigned(query: Result<Query<Self>, QueryRejection>) -> Self {
+        query.map(|Query(query)| query).unwrap_or_default()
+    }
 }
 
 /// An S3-style XML error, as storage answers.
@@ -460,11 +479,19 @@ fn store_failure(err: &StoreError) -> Response {
 
 async fn put_part(
     State(store): State<LocalStore>,
-    UrlPath((upload_id, part_number)): UrlPath<(String, u32)>,
-    Query(query): Query<SignedQuery>,
+    UrlPath((upload_id, part_number)): UrlPath<(String, String)>,
+    query: Result<Query<SignedQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let query = SignedQuery::or_unsigned(query);
+    let Ok(part_number) = part_number.parse::<u32>() else {
+        return storage_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "Part numbers run from 1 to 10000.",
+        );
+    };
     let meta = match store.read_upload_meta(&upload_id) {
         Ok(meta) => meta,
         Err(err) => return store_failure(&err),
@@ -515,6 +542,13 @@ impl LocalStore {
     /// Streams a part's bytes to its offset in the upload's data file,
     /// checking length and MD5, and records the part only once it is whole
     /// and synced.
+    ///
+    /// A part already stored stays intact until its replacement has
+    /// arrived whole and passed the checks: the replacement is staged in a
+    /// file of its own and copied into place only then, so a refused PUT
+    /// (bad digest, too large, cut short) changes nothing. A first upload,
+    /// the usual case, goes straight to its offset, where nothing listed
+    /// can be harmed.
     async fn receive_part(
         &self,
         upload_id: &str,
@@ -523,47 +557,100 @@ impl LocalStore {
         expected_md5: Option<Vec<u8>>,
         body: Body,
     ) -> Result<String, Response> {
+        let failed = |err: std::io::Error| store_failure(&io_err(err));
         let dir = self.upload_dir(upload_id).map_err(|err| store_failure(&err))?;
         let marker = dir.join("parts").join(part_number.to_string());
-        // The old copy of this part is about to be overwritten in place.
-        match tokio::fs::remove_file(&marker).await {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(store_failure(&io_err(err))),
+        let offset = u64::from(part_number - 1) * part_size;
+        if !tokio::fs::try_exists(&marker).await.map_err(failed)? {
+            let mut data = open_data(&dir).await?;
+            data.seek(std::io::SeekFrom::Start(offset)).await.map_err(failed)?;
+            let (md5_hex, size) = self.receive_into(data, part_size, expected_md5, body).await?;
+            return record_part(marker, md5_hex, size).await;
         }
+        // Not a number, so never listed as a part (see `read_parts`).
+        let staging =
+            dir.join("parts").join(format!("{part_number}.staging-{}", uuid::Uuid::new_v4().simple()));
+        let result = async {
+            let file = tokio::fs::File::create(&staging).await.map_err(failed)?;
+            let (md5_hex, size) = self.receive_into(file, part_size, expected_md5, body).await?;
+            // The replacement is whole and checked: only now does the old copy go.
+            match tokio::fs::remove_file(&marker).await {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(failed(err)),
+            }
+            let mut data = open_data(&dir).await?;
+            data.seek(std::io::SeekFrom::Start(offset)).await.map_err(failed)?;
+            let mut staged = tokio::fs::File::open(&staging).await.map_err(failed)?;
+            tokio::io::copy(&mut staged, &mut data).await.map_err(failed)?;
+            data.sync_data().await.map_err(failed)?;
+            record_part(marker, md5_hex, size).await
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&staging).await;
+        result
+    }
+
+    /// Streams `body` into `file`, checking it against the part size and
+    /// `expected_md5`, and syncs it; returns the bytes' MD5 (hex) and length.
+    async fn receive_into(
+        &self,
+        file: tokio::fs::File,
+        part_size: u64,
+        expected_md5: Option<Vec<u8>>,
+        body: Body,
+    ) -> Result<(String, u64), Response> {
         let failed = |err: std::io::Error| store_failure(&io_err(err));
-        let mut file =
-            tokio::fs::OpenOptions::new().write(true).open(dir.join("data")).await.map_err(|err| {
-                if err.kind() == std::io::ErrorKind::NotFound {
-                    store_failure(&StoreError::NoSuchUpload)
-                } else {
-                    failed(err)
-                }
-            })?;
-        file.seek(std::io::SeekFrom::Start(u64::from(part_number - 1) * part_size)).await.map_err(failed)?;
-        let mut hasher = md5::Md5::new();
+        let joined = |err: tokio::task::JoinError| store_failure(&StoreError::Unavailable(err.to_string()));
+        // Network chunks are small (~16 KiB): hashing and writing them in
+        // 1 MiB blocks on a blocking thread, while the next block arrives,
+        // keeps ingest near the disk's speed.
+        let mut sink = Some((file.into_std().await, md5::Md5::new()));
+        let mut pending: Option<tokio::task::JoinHandle<std::io::Result<(std::fs::File, md5::Md5)>>> = None;
+        let mut block = bytes::BytesMut::with_capacity(WRITE_BLOCK);
         let mut received = 0u64;
         let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|err| {
+        loop {
+            let chunk = stream.next().await.transpose().map_err(|err| {
                 storage_error(
                     StatusCode::BAD_REQUEST,
                     "IncompleteBody",
                     &format!("The part's bytes did not arrive whole ({err}). Send the part again."),
                 )
             })?;
-            received += chunk.len() as u64;
-            self.inner.bytes_received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            if received > part_size {
-                return Err(storage_error(
-                    StatusCode::BAD_REQUEST,
-                    "EntityTooLarge",
-                    &format!("A part may be at most {part_size} bytes."),
-                ));
+            let end = chunk.is_none();
+            if let Some(chunk) = chunk {
+                received += chunk.len() as u64;
+                self.inner.bytes_received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if received > part_size {
+                    return Err(storage_error(
+                        StatusCode::BAD_REQUEST,
+                        "EntityTooLarge",
+                        &format!("A part may be at most {part_size} bytes."),
+                    ));
+                }
+                block.extend_from_slice(&chunk);
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(failed)?;
+            if block.len() >= WRITE_BLOCK || (end && !block.is_empty()) {
+                let (mut file, mut hasher) = match pending.take() {
+                    Some(task) => task.await.map_err(joined)?.map_err(failed)?,
+                    None => sink.take().expect("the sink is here when no write is pending"),
+                };
+                let data = block.split().freeze();
+                pending = Some(tokio::task::spawn_blocking(move || {
+                    hasher.update(&data);
+                    file.write_all(&data)?;
+                    Ok((file, hasher))
+                }));
+            }
+            if end {
+                break;
+            }
         }
+        let (file, hasher) = match pending.take() {
+            Some(task) => task.await.map_err(joined)?.map_err(failed)?,
+            None => sink.take().expect("the sink is here when no write is pending"),
+        };
         if received == 0 {
             return Err(storage_error(
                 StatusCode::BAD_REQUEST,
@@ -579,24 +666,51 @@ impl LocalStore {
                 "The part's bytes do not match its Content-MD5. Send the part again.",
             ));
         }
-        file.flush().await.map_err(failed)?;
-        file.sync_data().await.map_err(failed)?;
-        let md5_hex = hex::encode(digest);
-        let record = format!("{md5_hex} {received}\n");
-        tokio::task::spawn_blocking(move || write_synced(&marker, record.as_bytes()))
-            .await
-            .map_err(|err| store_failure(&StoreError::Unavailable(err.to_string())))?
-            .map_err(failed)?;
-        Ok(md5_hex)
+        tokio::task::spawn_blocking(move || file.sync_data()).await.map_err(joined)?.map_err(failed)?;
+        Ok((hex::encode(digest), received))
     }
+}
+
+/// Bytes hashed and written at a time when receiving a part.
+const WRITE_BLOCK: usize = 1024 * 1024;
+
+/// The upload's data file, open for writing.
+async fn open_data(upload_dir: &Path) -> Result<tokio::fs::File, Response> {
+    tokio::fs::OpenOptions::new().write(true).open(upload_dir.join("data")).await.map_err(|err| {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            store_failure(&StoreError::NoSuchUpload)
+        } else {
+            store_failure(&io_err(err))
+        }
+    })
+}
+
+/// Records a part as stored ("md5 size" in its marker file); returns its MD5.
+///
+/// The marker is not fsynced: the part's bytes already are, so a marker that
+/// survives a crash describes durable bytes, and one lost (or cut short,
+/// which `read_parts` skips) only makes the client send the part again.
+/// This saves two fsyncs per part.
+async fn record_part(marker: PathBuf, md5_hex: String, size: u64) -> Result<String, Response> {
+    let record = format!("{md5_hex} {size}\n");
+    tokio::task::spawn_blocking(move || {
+        let tmp = marker.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&tmp, record.as_bytes())?;
+        std::fs::rename(&tmp, &marker)
+    })
+    .await
+    .map_err(|err| store_failure(&StoreError::Unavailable(err.to_string())))?
+    .map_err(|err| store_failure(&io_err(err)))?;
+    Ok(md5_hex)
 }
 
 async fn get_object(
     State(store): State<LocalStore>,
     UrlPath(key): UrlPath<String>,
-    Query(query): Query<SignedQuery>,
+    query: Result<Query<SignedQuery>, QueryRejection>,
     request: Request,
 ) -> Response {
+    let query = SignedQuery::or_unsigned(query);
     if let Err(refused) = store.verify("GET", &key, "", 0, &query) {
         return refused;
     }

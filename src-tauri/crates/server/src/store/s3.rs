@@ -9,9 +9,12 @@
 //! - [`S3Store::connect`] returns only after the bucket answered a
 //!   HeadBucket, so a misconfigured server fails at start with a message
 //!   saying what to fix, not at the first upload.
-//! - [`MediaStore::list_parts`] returns one part per number, the newest:
-//!   SeaweedFS lists a re-uploaded part number twice, and a client resuming
-//!   from that listing must adopt the bytes storage will actually join.
+//! - [`MediaStore::list_parts`] returns one part per number, the newest by
+//!   LastModified: SeaweedFS keeps every upload of a part number until
+//!   completion and lists each, in random order. LastModified has whole
+//!   seconds, so two uploads of one number within the same second cannot be
+//!   told apart (the later listed wins); resuming stays safe because a client
+//!   whose MD5 differs from the listed ETag simply sends the part again.
 //! - ETags cross this module unquoted; S3's quotes are added back only in
 //!   the CompleteMultipartUpload body.
 //! - Errors keep S3's meaning: network trouble, 5xx and throttling become
@@ -29,7 +32,7 @@ use aws_sdk_s3::config::Region;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPart};
@@ -159,7 +162,12 @@ impl S3Store {
         }
         let endpoint =
             config.endpoint.clone().unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", config.region));
-        Self { client: Client::from_conf(builder.build()), bucket: config.bucket, endpoint, list_page_size: None }
+        Self {
+            client: Client::from_conf(builder.build()),
+            bucket: config.bucket,
+            endpoint,
+            list_page_size: None,
+        }
     }
 
     /// Asks for at most `parts` parts per ListParts page instead of the
@@ -180,22 +188,22 @@ impl S3Store {
         let message = match err {
             SdkError::ServiceError(service) => {
                 let status = service.raw().status().as_u16();
-                let code = service.err().code().unwrap_or("no error code");
+                let code = http_status(status, service.err().code());
                 match status {
                     404 => format!(
                         "S3 bucket '{bucket}' does not exist at {endpoint}. Create it, or check --s3-bucket."
                     ),
                     401 | 403 => format!(
-                        "S3 endpoint {endpoint} refused access to bucket '{bucket}' ({status} {code}). Check the \
+                        "S3 endpoint {endpoint} refused access to bucket '{bucket}' ({code}). Check the \
                          credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and that they \
                          may use this bucket."
                     ),
                     301 | 307 | 400 => format!(
-                        "S3 endpoint {endpoint} rejected bucket '{bucket}' ({status} {code}); the bucket may be in \
+                        "S3 endpoint {endpoint} rejected bucket '{bucket}' ({code}); the bucket may be in \
                          another region. Check --s3-region and --s3-endpoint."
                     ),
                     _ => format!(
-                        "S3 endpoint {endpoint} failed to answer for bucket '{bucket}' ({status} {code}). Check \
+                        "S3 endpoint {endpoint} failed to answer for bucket '{bucket}' ({code}). Check \
                          that the store is healthy, then start again."
                     ),
                 }
@@ -203,11 +211,11 @@ impl S3Store {
             SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() => format!(
                 "requests to S3 endpoint {endpoint} could not be prepared ({}). Check the AWS credentials \
                  (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE).",
-                DisplayErrorContext(err)
+                reason(err)
             ),
             _ => format!(
                 "S3 endpoint {endpoint} cannot be reached ({}). Check --s3-endpoint and that the store is running.",
-                DisplayErrorContext(err)
+                reason(err)
             ),
         };
         StoreError::Unavailable(message)
@@ -224,32 +232,32 @@ impl S3Store {
             SdkError::ServiceError(service) => {
                 let status = service.raw().status().as_u16();
                 let code = service.err().code();
-                let message = service.err().message().unwrap_or("no message");
+                let message = service.err().message().unwrap_or("no message given");
                 match classify(status, code, not_found) {
                     Meaning::NoSuchUpload => StoreError::NoSuchUpload,
                     Meaning::NoSuchObject => StoreError::NoSuchObject,
                     Meaning::Refused => StoreError::Invalid(format!(
-                        "storage refused to {action}: {} ({message})",
-                        code.unwrap_or("no error code")
+                        "storage refused to {action}: {message} ({})",
+                        http_status(status, code)
                     )),
                     Meaning::Misconfigured => StoreError::Unavailable(format!(
-                        "S3 endpoint {} refused to {action} in bucket '{}' ({status} {}: {message}); check the \
+                        "S3 endpoint {} refused to {action} in bucket '{}': {message} ({}); check the \
                          server's S3 credentials and bucket",
                         self.endpoint,
                         self.bucket,
-                        code.unwrap_or("no error code")
+                        http_status(status, code)
                     )),
                     Meaning::Unavailable => StoreError::Unavailable(format!(
-                        "S3 endpoint {} could not {action} ({status} {}: {message})",
+                        "S3 endpoint {} could not {action}: {message} ({})",
                         self.endpoint,
-                        code.unwrap_or("no error code")
+                        http_status(status, code)
                     )),
                 }
             }
             _ => StoreError::Unavailable(format!(
                 "S3 endpoint {} could not {action} ({})",
                 self.endpoint,
-                DisplayErrorContext(&err)
+                reason(&err)
             )),
         }
     }
@@ -274,6 +282,32 @@ impl S3Store {
         })?;
         let expires_at = config.start_time() + config.expires();
         Ok((config, expires_at))
+    }
+}
+
+/// An error and its causes on one line ("dispatch failure: io error: …:
+/// Connection refused"), for messages people read; the SDK's own rendering
+/// appends a debug dump.
+fn reason(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// "HTTP 400 InvalidPart", or "HTTP 403" when the response had no body.
+fn http_status(status: u16, code: Option<&str>) -> String {
+    match code {
+        Some(code) => format!("HTTP {status} {code}"),
+        None => format!("HTTP {status}"),
     }
 }
 
@@ -477,13 +511,24 @@ impl MediaStore for S3Store {
                 .map_err(|err| self.error("list the upload's parts", Missing::Upload, err))?;
             let mut numbers_on_page = Vec::new();
             for part in page.parts() {
-                let (Some(number), Some(etag), Some(size)) = (part.part_number(), part.e_tag(), part.size()) else {
+                let (Some(number), Some(etag), Some(size)) = (part.part_number(), part.e_tag(), part.size())
+                else {
                     // The client re-sends a part it cannot see, which is safe.
-                    tracing::warn!(key, upload_id, ?part, "S3 listed a part without number, ETag or size; ignoring it");
+                    tracing::warn!(
+                        key,
+                        upload_id,
+                        ?part,
+                        "S3 listed a part without number, ETag or size; ignoring it"
+                    );
                     continue;
                 };
                 let (Ok(part_number), Ok(size)) = (u32::try_from(number), u64::try_from(size)) else {
-                    tracing::warn!(key, upload_id, ?part, "S3 listed a part with a negative number or size; ignoring it");
+                    tracing::warn!(
+                        key,
+                        upload_id,
+                        ?part,
+                        "S3 listed a part with a negative number or size; ignoring it"
+                    );
                     continue;
                 };
                 numbers_on_page.push(part_number);
@@ -544,9 +589,9 @@ impl MediaStore for S3Store {
         match result {
             // The response has the ETag but not the size; HeadObject has both.
             Ok(_) => self.head_object(key).await,
-            // Storage forgets an upload once it is completed, so a repeated
+            // AWS forgets an upload once it is completed, so a repeated
             // completion (the server crashed before recording the first)
-            // finds the object instead.
+            // finds the object instead. (SeaweedFS answers success again.)
             Err(StoreError::NoSuchUpload) => match self.head_object(key).await {
                 Ok(object) if object_matches_parts(object.etag.as_deref(), parts) => Ok(object),
                 Ok(_) | Err(StoreError::NoSuchObject) => Err(StoreError::NoSuchUpload),
@@ -625,7 +670,7 @@ impl MediaStore for S3Store {
             StoreError::Unavailable(format!(
                 "S3 endpoint {} broke off the download of {key} ({})",
                 self.endpoint,
-                DisplayErrorContext(&err)
+                reason(&err)
             ))
         })? {
             file.write_all(&chunk).await.map_err(local_error)?;
@@ -735,6 +780,26 @@ mod tests {
         assert_eq!(classify(500, None, Missing::Object), Meaning::Unavailable);
         assert_eq!(classify(503, Some("Whatever"), Missing::Object), Meaning::Unavailable);
         assert_eq!(classify(409, None, Missing::Object), Meaning::Refused);
+    }
+
+    #[test]
+    fn reasons_read_as_one_line_of_causes() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dispatch failure")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        assert_eq!(reason(&Outer(refused)), "dispatch failure: Connection refused");
+        assert_eq!(http_status(403, None), "HTTP 403");
+        assert_eq!(http_status(400, Some("InvalidPart")), "HTTP 400 InvalidPart");
     }
 
     #[test]

@@ -111,15 +111,46 @@ pub fn md5_base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
 }
 
+/// POSTs a JSON body to an upload endpoint with `token`.
+pub async fn post_as(app: &Router, token: &str, name: &str, body: &serde_json::Value) -> Answer {
+    let auth = format!("Bearer {token}");
+    call(
+        app,
+        "POST",
+        &endpoint(name),
+        &[("content-type", "application/json"), ("authorization", &auth)],
+        body.to_string().into_bytes(),
+    )
+    .await
+}
+
 /// Presigns and PUTs each part; returns the ETags in part order.
 pub async fn upload_parts(app: &Router, started: &StartResponse, parts: &[Vec<u8>]) -> Vec<FinishPart> {
+    upload_parts_as(app, ADA, started, parts).await
+}
+
+/// As [`upload_parts`], for the user with `token`.
+pub async fn upload_parts_as(
+    app: &Router,
+    token: &str,
+    started: &StartResponse,
+    parts: &[Vec<u8>],
+) -> Vec<FinishPart> {
     let request = PartsRequest {
         recording_id: started.recording_id.clone(),
         upload_id: started.upload_id.clone(),
         part_numbers: (1..=parts.len() as u32).collect(),
         content_md5: Some(parts.iter().map(|p| md5_base64(p).parse().unwrap()).collect()),
     };
-    let answer = post(app, "parts", "application/json", request.encode(BodyFormat::Json)).await;
+    let auth = format!("Bearer {token}");
+    let answer = call(
+        app,
+        "POST",
+        &endpoint("parts"),
+        &[("content-type", "application/json"), ("authorization", &auth)],
+        request.encode(BodyFormat::Json),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     let presigned = PartsResponse::decode(ResponseFormat::Json, &answer.body).unwrap();
     let mut etags = Vec::new();

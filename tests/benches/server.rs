@@ -1,0 +1,217 @@
+//! Server benchmarks, each against a baseline measured in the same run;
+//! tables go to `tests/BENCHMARKS.md` (the section between this bench's
+//! markers is replaced, the rest of the file is kept).
+//!
+//! Run with release binaries: `cargo build --release --bins && cargo bench -p opptak-tests --bench server`.
+//!
+//! 1. Part ingest into the local store over loopback: 1 GiB in 8 MiB parts,
+//!    4 in flight, vs `cp` + `sync` of the same file on the same disk.
+//! 2. Finish latency for 100-part uploads with 20 clients finishing at once,
+//!    vs `listparts` of the same sessions, and the server's peak RSS.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opptak_api::StartResponse;
+use opptak_tests::{ApiClient, OpptakServe, repo_root, wav_of_len};
+
+const MIB: usize = 1024 * 1024;
+const RUNS: usize = 3;
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Resident set size of `pid` in MiB, from /proc.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn cp_and_sync(source: &Path, target: &Path) -> f64 {
+    let _ = std::fs::remove_file(target);
+    let started = Instant::now();
+    let status = std::process::Command::new("cp").arg(source).arg(target).status().expect("cp");
+    assert!(status.success());
+    let status = std::process::Command::new("sync").arg(target).status().expect("sync");
+    assert!(status.success());
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::remove_file(target).unwrap();
+    seconds
+}
+
+/// PUTs `data` as parts of `part_size`, `concurrency` at a time.
+async fn ingest(client: &ApiClient, data: bytes::Bytes, concurrency: usize) -> (StartResponse, f64) {
+    let started = client.start("ingest benchmark").await.unwrap();
+    let begin = Instant::now();
+    let part_size = started.part_size_bytes as usize;
+    let count = data.len().div_ceil(part_size);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, data, next, started) = (client.clone(), data.clone(), next.clone(), started.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if index >= count {
+                    return;
+                }
+                let chunk = data.slice(index * part_size..((index + 1) * part_size).min(data.len()));
+                client.put_part(&started, index as u32 + 1, chunk).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (started, begin.elapsed().as_secs_f64())
+}
+
+async fn part_ingest(table: &mut String, scratch: &Path) {
+    let data = bytes::Bytes::from(wav_of_len(1024 * MIB));
+    let file = scratch.join("one-gib.wav");
+    std::fs::write(&file, &*data).unwrap();
+    let server_dir = scratch.join("server");
+    let server = OpptakServe::start(&server_dir, &["--part-size-mib", "8"], &[]).unwrap();
+    let client = server.client();
+    let (mut ours, mut cp) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let (started, seconds) = ingest(&client, data.clone(), 4).await;
+        ours.push(1024.0 / seconds);
+        client.abort(&started).await.unwrap();
+        cp.push(1024.0 / cp_and_sync(&file, &scratch.join("copy.wav")));
+    }
+    let (ours, cp) = (median(&mut ours), median(&mut cp));
+    table.push_str(&format!(
+        "### Part ingest into the local store (1 GiB, 8 MiB parts, 4 in flight, loopback)\n\n\
+         | | MiB/s (median of {RUNS}, interleaved) |\n|---|---|\n\
+         | `opptak serve` part PUTs (fsync per part) | {ours:.0} |\n\
+         | baseline: `cp` + `sync` of the same file, same disk | {cp:.0} |\n\
+         | ratio (goal ≥ 50 %) | {:.0} % |\n\n",
+        100.0 * ours / cp
+    ));
+    std::fs::remove_file(&file).unwrap();
+}
+
+async fn finish_latency(table: &mut String, scratch: &Path) {
+    const CLIENTS: usize = 20;
+    const PARTS: usize = 100;
+    let server_dir = scratch.join("finish-server");
+    let server = OpptakServe::start(&server_dir, &["--part-size-mib", "5"], &[]).unwrap();
+    let pid = server.process.pid();
+    let data = bytes::Bytes::from(wav_of_len(PARTS * 5 * MIB - 5 * MIB / 2));
+    let mut uploads = Vec::new();
+    for _ in 0..CLIENTS {
+        let client = server.client();
+        let (started, _) = ingest(&client, data.clone(), 4).await;
+        uploads.push((client, started));
+    }
+    let peak = Arc::new(std::sync::Mutex::new(rss_mib(pid)));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = rss_mib(pid);
+                {
+                    let mut peak = peak.lock().unwrap();
+                    *peak = peak.max(now);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let timed = |call: &'static str| {
+        let uploads = uploads.clone();
+        async move {
+            let barrier = Arc::new(tokio::sync::Barrier::new(CLIENTS));
+            let mut tasks = Vec::new();
+            for (client, started) in uploads {
+                let barrier = barrier.clone();
+                tasks.push(tokio::spawn(async move {
+                    let parts = client.list_parts(&started).await.unwrap();
+                    barrier.wait().await;
+                    let begin = Instant::now();
+                    if call == "finish" {
+                        let parts = parts
+                            .parts
+                            .into_iter()
+                            .map(|p| opptak_api::FinishPart { part_number: p.part_number, etag: p.etag })
+                            .collect();
+                        client.finish(&started, parts).await.unwrap();
+                    } else {
+                        client.list_parts(&started).await.unwrap();
+                    }
+                    begin.elapsed().as_secs_f64() * 1000.0
+                }));
+            }
+            let mut latencies = Vec::new();
+            for task in tasks {
+                latencies.push(task.await.unwrap());
+            }
+            latencies.sort_by(f64::total_cmp);
+            latencies
+        }
+    };
+    let baseline = timed("listparts").await;
+    let finish = timed("finish").await;
+    sampler.abort();
+    let peak = *peak.lock().unwrap();
+    table.push_str(&format!(
+        "### Finish latency: {CLIENTS} clients finish {PARTS}-part uploads at once\n\n\
+         | | p50 ms | p99 ms |\n|---|---|---|\n\
+         | `finish` (validate against storage, complete, durable commit) | {:.1} | {:.1} |\n\
+         | baseline: `listparts` of the same sessions, same concurrency | {:.1} | {:.1} |\n\n\
+         Server peak RSS during uploads and finishes: {peak:.0} MiB.\n\n",
+        percentile(&finish, 50.0),
+        percentile(&finish, 99.0),
+        percentile(&baseline, 50.0),
+        percentile(&baseline, 99.0),
+    ));
+}
+
+fn write_section(section: &str) {
+    let path = repo_root().join("tests/BENCHMARKS.md");
+    let (begin, end) = ("<!-- bench:server:begin -->", "<!-- bench:server:end -->");
+    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        "# Benchmarks\n\nWritten by `cargo bench -p opptak-tests`; each table compares with a baseline measured in the same run.\n\n".into()
+    });
+    let block = format!("{begin}\n{section}{end}");
+    let new = match (old.find(begin), old.find(end)) {
+        (Some(start), Some(stop)) => format!("{}{block}{}", &old[..start], &old[stop + end.len()..]),
+        _ => format!("{old}{block}\n"),
+    };
+    std::fs::write(&path, new).unwrap();
+}
+
+#[tokio::main]
+async fn main() {
+    let scratch = tempfile::Builder::new().prefix("opptak-bench-").tempdir().unwrap();
+    let machine = format!(
+        "## Server (`--bench server`)\n\nMeasured {} on {} cores, release build.\n\n",
+        time_now(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    let mut table = machine;
+    part_ingest(&mut table, scratch.path()).await;
+    finish_latency(&mut table, scratch.path()).await;
+    println!("{table}");
+    write_section(&table);
+}
+
+fn time_now() -> String {
+    let output = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
+    output.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned()).unwrap_or_default()
+}
