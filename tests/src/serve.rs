@@ -34,9 +34,23 @@ impl OpptakServe {
     /// Starts `opptak serve --listen 127.0.0.1:0` on `data_dir` with the test
     /// user, `extra` flags and `env`, and waits for its first stdout line.
     pub fn start(data_dir: &Path, extra: &[&str], env: &[(&str, String)]) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, "127.0.0.1:0", extra, env)
+    }
+
+    /// Like [`start`](Self::start), listening on `listen`.
+    pub fn start_at(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, listen, extra, &[])
+    }
+
+    fn start_with(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(workspace_bin("opptak"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(["--user", &format!("teacher:{TEST_TOKEN}")])
             .args(extra)

@@ -1,6 +1,7 @@
 //! The `opptak` command line.
 
 mod serve;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,21 @@ enum Command {
     /// Prints `listening on http://HOST:PORT` once it accepts connections and
     /// stops cleanly on SIGTERM or Ctrl-C.
     Serve(serve::ServeArgs),
+    /// Upload a recording file; exits 0 only when the server holds it with
+    /// the same SHA-256.
+    Upload(upload::UploadArgs),
+    /// Continue every unfinished upload in the data directory.
+    Resume {
+        /// Print one JSON event per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the recordings on this computer and where each one is.
+    Recordings {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +103,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Upload(args) => {
+            let _log = logging::init(&data_dir, log_format).ok();
+            tokio::runtime::Runtime::new()?.block_on(upload::upload(args, &data_dir))
+        }
+        Command::Resume { json } => {
+            let _log = logging::init(&data_dir, log_format).ok();
+            tokio::runtime::Runtime::new()?.block_on(upload::resume(json, &data_dir))
+        }
+        Command::Recordings { json } => upload::recordings(json, &data_dir),
         Command::Serve(args) => {
             data_dir.ensure_writable()?;
             let _log = logging::init(&data_dir, log_format)?;

@@ -18,8 +18,10 @@
 mod data_dir;
 pub mod doctor;
 pub mod logging;
+pub mod uploads;
 
 pub use data_dir::{DATA_DIR_ENV, DataDir};
+pub use uploads::{Destination, Opptak, Target};
 
 /// Everything that can go wrong in the engine's shared parts.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,20 @@ pub enum Error {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// The journal failed.
+    #[error("The upload journal failed: {0}. Check that the data directory is writable and not full.")]
+    Journal(String),
+    /// A file given to upload cannot be used.
+    #[error("Cannot upload {path}: {reason}. Choose a recording file.")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The embedded server could not start.
+    #[error("Opptak's own server on this computer could not start: {0}. Run `opptak doctor`.")]
+    Embedded(String),
     /// The log file could not be set up.
     #[error("Could not start logging to {path} ({reason}). Check that the data directory is writable.")]
     Logging {

@@ -1,0 +1,720 @@
+//! The part engine: one upload of one local recording to one destination,
+//! from wherever the journal says it stands to `ready` with a matching
+//! SHA-256.
+//!
+//! Invariants kept here:
+//! - a part is journaled as sent only after storage answered its PUT with
+//!   an ETag equal to the MD5 of the bytes read from the file;
+//! - a part's bytes are read from the file for each attempt and hashed
+//!   again, so memory holds at most `concurrency` parts;
+//! - `finish` is sent only when parts 1..N cover the finished file exactly;
+//! - on resume, storage's `listparts` and the journal are reconciled before
+//!   anything is sent: a stored part with the local bytes' MD5 is adopted, a
+//!   journaled part storage lacks is sent again, and a local file whose
+//!   bytes no longer match a sent part fails the upload.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use md5::Digest as _;
+use opptak_api::{
+    ContentMd5, ContentType, FinishPart, FinishRequest, ListPartsRequest, PartsRequest, RecordingStatus,
+    StartRequest,
+};
+use opptak_journal::{
+    Journal, LocalRecording, NewSession, PartRecord, RecordingState, SessionState, UploadSession,
+};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+
+use crate::backoff::Backoff;
+use crate::client::{ApiClient, CallError};
+use crate::source::{Source, part_range, sendable_parts};
+use crate::{Error, Result};
+
+/// Engine settings with documented defaults.
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// Parts in flight at once. Default 4.
+    pub concurrency: usize,
+    /// Retry timing.
+    pub backoff: Backoff,
+    /// How often the recording's state is polled after finish. Default 250 ms.
+    pub poll_interval: Duration,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self { concurrency: 4, backoff: Backoff::default(), poll_interval: Duration::from_millis(250) }
+    }
+}
+
+/// What an upload reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UploadEvent {
+    /// A session was opened on the server; `restarted` with the reason when
+    /// an earlier one had expired or was aborted.
+    SessionStarted {
+        /// The server's recording id.
+        recording_id: String,
+        /// Why a new session replaced the old one, if it did.
+        restarted: Option<String>,
+    },
+    /// A part reached storage and the journal.
+    PartSent {
+        /// Its number.
+        part_number: u32,
+        /// Bytes journaled as sent so far.
+        sent_bytes: u64,
+        /// The file's length when known (finished), else the durable length.
+        total_bytes: u64,
+    },
+    /// A call failed and will be retried.
+    Retrying {
+        /// What failed.
+        reason: String,
+        /// When the next attempt is.
+        retry_in: Duration,
+    },
+    /// The destination cannot be reached; the upload waits and keeps trying.
+    WaitingForNetwork {
+        /// What failed.
+        reason: String,
+        /// When the next attempt is.
+        retry_in: Duration,
+    },
+    /// Every part is in storage; `finish` is being sent.
+    Finishing,
+    /// The server accepted `finish` and is checking the recording.
+    Processing,
+    /// The server holds the recording, with the same SHA-256 as the local file.
+    Ready {
+        /// The server's recording id.
+        recording_id: String,
+        /// The SHA-256 both sides agree on.
+        sha256: String,
+        /// The recording's size.
+        bytes: u64,
+    },
+    /// The upload stopped for good.
+    Failed {
+        /// What happened and what to do.
+        message: String,
+    },
+}
+
+/// How an upload ended well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// The server's recording id.
+    pub recording_id: String,
+    /// The SHA-256 both sides agree on.
+    pub sha256: String,
+    /// The recording's size.
+    pub bytes: u64,
+}
+
+/// A running upload. Dropping the handle does not stop the upload (it runs
+/// on the tokio runtime until done); call [`abort`](Self::abort) to stop it.
+#[derive(Debug)]
+pub struct UploadHandle {
+    events: broadcast::Sender<UploadEvent>,
+    task: tokio::task::JoinHandle<Result<Uploaded>>,
+}
+
+impl UploadHandle {
+    /// Starts uploading local recording `local_id` from `source`.
+    pub fn start(
+        journal: Journal,
+        local_id: i64,
+        destination_id: i64,
+        source: Source,
+        client: ApiClient,
+        config: UploadConfig,
+    ) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let engine = Engine { journal, local_id, destination_id, client, config, events: events.clone() };
+        let task = tokio::spawn(async move {
+            let result = engine.run(source).await;
+            if let Err(err) = &result {
+                engine.emit(UploadEvent::Failed { message: err.to_string() });
+            }
+            result
+        });
+        Self { events, task }
+    }
+
+    /// Stops the upload from elsewhere, like [`abort`](Self::abort).
+    pub fn abort_handle(&self) -> tokio::task::AbortHandle {
+        self.task.abort_handle()
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<UploadEvent> {
+        self.events.subscribe()
+    }
+
+    /// Waits for the upload to end.
+    pub async fn join(self) -> Result<Uploaded> {
+        self.task.await.map_err(|err| Error::Internal(format!("the upload task stopped: {err}")))?
+    }
+
+    /// Stops the upload now. What was journaled stays: a later upload or
+    /// `resume` continues from there, sending at most the parts that were
+    /// in flight again.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+struct Engine {
+    journal: Journal,
+    local_id: i64,
+    destination_id: i64,
+    client: ApiClient,
+    config: UploadConfig,
+    events: broadcast::Sender<UploadEvent>,
+}
+
+/// Why the parts loop stopped short of finish.
+enum Interrupted {
+    /// The server no longer has the session: start a new one.
+    SessionGone(String),
+    Failed(Error),
+}
+
+impl From<Error> for Interrupted {
+    fn from(err: Error) -> Self {
+        Self::Failed(err)
+    }
+}
+
+impl Engine {
+    fn emit(&self, event: UploadEvent) {
+        let _ = self.events.send(event);
+    }
+
+    async fn journal<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Journal) -> opptak_journal::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || f(&journal))
+            .await
+            .map_err(|err| Error::Internal(format!("journal task stopped: {err}")))?
+            .map_err(Error::from)
+    }
+
+    /// Moves the recording to `state` when the journal allows it from where
+    /// it is (a recording still being captured stays `recording`).
+    async fn set_state(&self, state: RecordingState, error: Option<String>) -> Result<()> {
+        let id = self.local_id;
+        self.journal(move |journal| {
+            let Some(current) = journal.recording(id)? else { return Ok(()) };
+            if current.state.can_become(state) {
+                journal.set_state(id, state, error.as_deref())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Calls until the server answers: waits out network loss and transient
+    /// failures with backoff, returns refusals.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> std::result::Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, CallError>>,
+    {
+        let mut attempt = 0;
+        let mut offline = false;
+        loop {
+            match call().await {
+                Ok(value) => {
+                    if offline {
+                        let _ = self.set_state(RecordingState::Uploading, None).await;
+                    }
+                    return Ok(value);
+                }
+                Err(CallError::Offline { url, reason }) => {
+                    attempt += 1;
+                    let retry_in = self.config.backoff.delay(attempt, None);
+                    if !offline {
+                        offline = true;
+                        let _ = self
+                            .set_state(RecordingState::Waiting, Some(format!("cannot reach {url}")))
+                            .await;
+                    }
+                    self.emit(UploadEvent::WaitingForNetwork {
+                        reason: format!("cannot reach {url}: {reason}"),
+                        retry_in,
+                    });
+                    tokio::time::sleep(retry_in).await;
+                }
+                Err(CallError::Transient { reason, retry_after }) => {
+                    attempt += 1;
+                    let retry_in = self.config.backoff.delay(attempt, retry_after);
+                    self.emit(UploadEvent::Retrying { reason, retry_in });
+                    tokio::time::sleep(retry_in).await;
+                }
+                Err(refused) => return Err(refused),
+            }
+        }
+    }
+
+    async fn run(&self, mut source: Source) -> Result<Uploaded> {
+        let id = self.local_id;
+        let recording =
+            self.journal(move |journal| journal.recording(id)).await?.ok_or(Error::UnknownRecording(id))?;
+        let _lock = self.journal(move |journal| journal.lock_recording(id)).await?;
+        if recording.state == RecordingState::Ready {
+            return Err(Error::AlreadyUploaded);
+        }
+        self.set_state(RecordingState::Uploading, None).await?;
+        let mut restarted = None;
+        loop {
+            let session = self.session(&recording, &source, restarted.take()).await?;
+            match self.parts_then_finish(&recording, &session, &mut source).await {
+                Ok(uploaded) => return Ok(uploaded),
+                Err(Interrupted::SessionGone(reason)) => {
+                    let session_id = session.id;
+                    self.journal(move |journal| {
+                        journal.set_session_state(session_id, SessionState::Expired, None)
+                    })
+                    .await?;
+                    restarted = Some(reason);
+                }
+                Err(Interrupted::Failed(err)) => {
+                    self.set_state(RecordingState::Failed, Some(err.to_string())).await?;
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// The open session, resumed and reconciled, or a new one.
+    async fn session(
+        &self,
+        recording: &LocalRecording,
+        source: &Source,
+        restarted: Option<String>,
+    ) -> Result<UploadSession> {
+        let id = self.local_id;
+        let current = self.journal(move |journal| journal.current_session(id)).await?;
+        if let Some(session) =
+            current.filter(|session| matches!(session.state, SessionState::Open | SessionState::FinishSent))
+        {
+            return Ok(session);
+        }
+        let content_type: ContentType = recording.content_type.parse().map_err(|_| {
+            Error::Refused(format!("{} is not a content type the server takes", recording.content_type))
+        })?;
+        let state = source.current();
+        let request = StartRequest {
+            recording_name: recording.name.clone(),
+            recorder_type: recording.recorder_type.clone(),
+            is_video_recording: recording.is_video,
+            used_in_file_uploader: false,
+            content_type,
+            expected_size_bytes: state.finished.then_some(state.durable_len),
+        };
+        let started = self.retrying(|| self.client.start(&request)).await.map_err(refused)?;
+        let new = NewSession {
+            destination_id: self.destination_id,
+            max_parts: started.max_parts,
+            server_recording_id: started.recording_id.clone(),
+            upload_id: started.upload_id.clone(),
+            object_key: started.object_key.clone(),
+            part_size_bytes: started.part_size_bytes,
+            expires_at: started.expires_at.unix_timestamp(),
+        };
+        let session = self.journal(move |journal| journal.open_session(id, new)).await?;
+        tracing::info!(
+            recording = started.recording_id,
+            part_size = started.part_size_bytes,
+            "upload session started"
+        );
+        self.emit(UploadEvent::SessionStarted { recording_id: started.recording_id, restarted });
+        Ok(session)
+    }
+
+    async fn parts_then_finish(
+        &self,
+        recording: &LocalRecording,
+        session: &UploadSession,
+        source: &mut Source,
+    ) -> std::result::Result<Uploaded, Interrupted> {
+        let mut sent = self.reconcile(session, source).await?;
+        if session.state == SessionState::Open {
+            self.send_parts(session, source, &mut sent).await?;
+        }
+        let len = source.current().durable_len;
+        self.finish(recording, session, &sent, len).await?;
+        self.wait_ready(session, source.path(), len).await.map_err(Interrupted::Failed)
+    }
+
+    /// Resume: makes the journal agree with storage (see the module docs).
+    async fn reconcile(
+        &self,
+        session: &UploadSession,
+        source: &Source,
+    ) -> std::result::Result<BTreeMap<u32, PartRecord>, Interrupted> {
+        let session_id = session.id;
+        let journaled: BTreeMap<u32, PartRecord> = self
+            .journal(move |journal| journal.parts(session_id))
+            .await?
+            .into_iter()
+            .map(|part| (part.number, part))
+            .collect();
+        let request = ListPartsRequest {
+            recording_id: session.server_recording_id.clone(),
+            upload_id: session.upload_id.clone(),
+        };
+        let stored = match self.retrying(|| self.client.list_parts(&request)).await {
+            Ok(listed) => listed.parts,
+            Err(CallError::Refused { status: 404 | 409, message }) => {
+                return Err(Interrupted::SessionGone(message));
+            }
+            Err(err) => return Err(refused(err).into()),
+        };
+        let stored: BTreeMap<u32, (String, u64)> = stored
+            .into_iter()
+            .map(|part| (part.part_number, (part.etag.trim_matches('"').to_owned(), part.size_bytes)))
+            .collect();
+        let mut sent = BTreeMap::new();
+        for (number, part) in &journaled {
+            let local = read_md5(source.path(), part.offset, part.size).await?;
+            if local != part.md5_hex {
+                return Err(
+                    Error::FileChanged { path: source.path().display().to_string(), part: *number }.into()
+                );
+            }
+            match stored.get(number) {
+                Some((etag, size)) if *etag == part.md5_hex && *size == part.size => {
+                    sent.insert(*number, part.clone());
+                }
+                _ => {
+                    let number = *number;
+                    tracing::info!(
+                        part = number,
+                        "journaled part missing from storage; it will be sent again"
+                    );
+                    self.journal(move |journal| journal.forget_part(session_id, number)).await?;
+                }
+            }
+        }
+        let durable = source.current();
+        for (number, (etag, size)) in stored {
+            if sent.contains_key(&number) {
+                continue;
+            }
+            let (offset, expected) =
+                part_range(number, session.part_size_bytes, durable.finished.then_some(durable.durable_len));
+            if size != expected || offset + size > durable.durable_len {
+                continue;
+            }
+            let md5_hex = read_md5(source.path(), offset, size).await?;
+            if md5_hex == etag {
+                let part = PartRecord { number, offset, size, md5_hex, etag };
+                let record = part.clone();
+                self.journal(move |journal| journal.record_part_sent(session_id, record)).await?;
+                tracing::info!(part = number, "adopted a part storage already held");
+                sent.insert(number, part);
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn send_parts(
+        &self,
+        session: &UploadSession,
+        source: &mut Source,
+        sent: &mut BTreeMap<u32, PartRecord>,
+    ) -> std::result::Result<(), Interrupted> {
+        let mut in_flight: JoinSet<std::result::Result<PartRecord, Interrupted>> = JoinSet::new();
+        let mut flying = BTreeSet::new();
+        let shared = Arc::new(PartSender {
+            client: self.client.clone(),
+            session: session.clone(),
+            path: source.path().to_path_buf(),
+            backoff: self.config.backoff,
+            events: self.events.clone(),
+        });
+        let mut writer_alive = true;
+        loop {
+            let state = source.current();
+            let len = state.finished.then_some(state.durable_len);
+            let due: Vec<u32> = sendable_parts(state, session.part_size_bytes, source.holds_first_part())
+                .filter(|number| !sent.contains_key(number) && !flying.contains(number))
+                .take(self.config.concurrency.saturating_sub(flying.len()))
+                .collect();
+            for number in due {
+                let (offset, size) = part_range(number, session.part_size_bytes, len);
+                flying.insert(number);
+                let sender = shared.clone();
+                in_flight.spawn(async move { sender.send(number, offset, size).await });
+            }
+            let all_sent = state.finished
+                && sendable_parts(state, session.part_size_bytes, false).all(|n| sent.contains_key(&n));
+            if all_sent && in_flight.is_empty() {
+                return Ok(());
+            }
+            if !state.finished && !writer_alive && in_flight.is_empty() {
+                return Err(Error::SourceAbandoned.into());
+            }
+            tokio::select! {
+                Some(done) = in_flight.join_next() => {
+                    let part = done.map_err(|err| Error::Internal(format!("part task stopped: {err}")))??;
+                    let (session_id, record) = (session.id, part.clone());
+                    self.journal(move |journal| journal.record_part_sent(session_id, record)).await?;
+                    flying.remove(&part.number);
+                    sent.insert(part.number, part.clone());
+                    let sent_bytes = sent.values().map(|part| part.size).sum();
+                    self.emit(UploadEvent::PartSent { part_number: part.number, sent_bytes, total_bytes: state.durable_len });
+                }
+                alive = source.changed(), if writer_alive && !state.finished => writer_alive = alive,
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        recording: &LocalRecording,
+        session: &UploadSession,
+        sent: &BTreeMap<u32, PartRecord>,
+        len: u64,
+    ) -> std::result::Result<(), Interrupted> {
+        let count = len.div_ceil(session.part_size_bytes) as u32;
+        let covered: u64 = (1..=count).filter_map(|n| sent.get(&n)).map(|part| part.size).sum();
+        if covered != len {
+            return Err(
+                Error::Internal(format!("parts cover {covered} of {len} bytes; refusing to finish")).into()
+            );
+        }
+        let id = self.local_id;
+        let journaled =
+            self.journal(move |journal| journal.recording(id)).await?.ok_or(Error::UnknownRecording(id))?;
+        if !journaled.finished {
+            // A growing source that finished without its writer saying so
+            // in the journal: record the final length and checksum now.
+            let sha256 = sha256_file(&journaled.path).await?;
+            self.journal(move |journal| journal.mark_finished(id, len, Some(&sha256)).map(|_| ())).await?;
+        }
+        self.set_state(RecordingState::Finishing, None).await?;
+        self.emit(UploadEvent::Finishing);
+        let request = FinishRequest {
+            recording_id: session.server_recording_id.clone(),
+            upload_id: session.upload_id.clone(),
+            object_key: session.object_key.clone(),
+            recording_name: recording.name.clone(),
+            recorder_type: recording.recorder_type.clone(),
+            is_video_recording: recording.is_video,
+            used_in_file_uploader: false,
+            parts: (1..=count).map(|n| FinishPart { part_number: n, etag: sent[&n].etag.clone() }).collect(),
+        };
+        match self.retrying(|| self.client.finish(&request)).await {
+            Ok(_) => {}
+            Err(CallError::Refused { status: 409, message })
+                if message.contains("aborted") || message.contains("expired") =>
+            {
+                return Err(Interrupted::SessionGone(message));
+            }
+            Err(err) => return Err(refused(err).into()),
+        }
+        let session_id = session.id;
+        self.journal(move |journal| journal.mark_finish_sent(session_id)).await?;
+        self.emit(UploadEvent::Processing);
+        Ok(())
+    }
+
+    async fn wait_ready(&self, session: &UploadSession, path: &Path, len: u64) -> Result<Uploaded> {
+        let id = self.local_id;
+        let known =
+            self.journal(move |journal| journal.recording(id)).await?.and_then(|recording| recording.sha256);
+        let local_sha256 = match known {
+            Some(sha256) => sha256,
+            None => sha256_file(path).await?,
+        };
+        self.set_state(RecordingState::Processing, None).await?;
+        loop {
+            let recording = self
+                .retrying(|| self.client.recording(&session.server_recording_id))
+                .await
+                .map_err(refused)?;
+            match recording.status {
+                RecordingStatus::Processing => tokio::time::sleep(self.config.poll_interval).await,
+                RecordingStatus::Failed => {
+                    let reason = recording.error.unwrap_or_else(|| "no reason given".into());
+                    return Err(Error::ServerRejected(reason));
+                }
+                RecordingStatus::Ready => {
+                    let server_sha256 = recording.sha256.unwrap_or_default();
+                    if server_sha256 != local_sha256 {
+                        return Err(Error::ChecksumMismatch { local: local_sha256, server: server_sha256 });
+                    }
+                    let sha = server_sha256.clone();
+                    self.journal(move |journal| journal.mark_ready(id, &sha)).await?;
+                    let uploaded =
+                        Uploaded { recording_id: recording.recording_id, sha256: server_sha256, bytes: len };
+                    self.emit(UploadEvent::Ready {
+                        recording_id: uploaded.recording_id.clone(),
+                        sha256: uploaded.sha256.clone(),
+                        bytes: len,
+                    });
+                    return Ok(uploaded);
+                }
+            }
+        }
+    }
+}
+
+/// What every part task needs.
+struct PartSender {
+    client: ApiClient,
+    session: UploadSession,
+    path: std::path::PathBuf,
+    backoff: Backoff,
+    events: broadcast::Sender<UploadEvent>,
+}
+
+impl PartSender {
+    /// Reads, hashes, presigns and PUTs one part until storage has it.
+    async fn send(
+        &self,
+        number: u32,
+        offset: u64,
+        size: u64,
+    ) -> std::result::Result<PartRecord, Interrupted> {
+        let mut attempt = 0;
+        loop {
+            // Read and hash again on every attempt: nothing is kept between them.
+            let bytes = read_part(&self.path, offset, size).await?;
+            let digest: [u8; 16] = md5::Md5::digest(&bytes).into();
+            let md5_hex = hex::encode(digest);
+            let outcome = self.put(number, bytes, digest).await;
+            let (reason, retry_after, offline) = match outcome {
+                Ok(etag) if etag == md5_hex => return Ok(PartRecord { number, offset, size, md5_hex, etag }),
+                Ok(etag) => (
+                    format!("storage stored part {number} with ETag {etag}, not its MD5 {md5_hex}"),
+                    None,
+                    false,
+                ),
+                Err(CallError::Refused { status: 404 | 409, message }) => {
+                    return Err(Interrupted::SessionGone(message));
+                }
+                Err(CallError::Refused { status: 403, message }) => {
+                    (format!("the part URL was refused ({message}); asking for a new one"), None, false)
+                }
+                Err(CallError::Refused { message, .. }) => return Err(Error::Refused(message).into()),
+                Err(CallError::Transient { reason, retry_after }) => (reason, retry_after, false),
+                Err(CallError::Offline { url, reason }) => {
+                    (format!("cannot reach {url}: {reason}"), None, true)
+                }
+            };
+            attempt += 1;
+            let retry_in = self.backoff.delay(attempt, retry_after);
+            let event = if offline {
+                UploadEvent::WaitingForNetwork { reason, retry_in }
+            } else {
+                UploadEvent::Retrying { reason, retry_in }
+            };
+            let _ = self.events.send(event);
+            tokio::time::sleep(retry_in).await;
+        }
+    }
+
+    async fn put(
+        &self,
+        number: u32,
+        bytes: bytes::Bytes,
+        digest: [u8; 16],
+    ) -> std::result::Result<String, CallError> {
+        let request = PartsRequest {
+            recording_id: self.session.server_recording_id.clone(),
+            upload_id: self.session.upload_id.clone(),
+            part_numbers: vec![number],
+            content_md5: Some(vec![ContentMd5::from_digest(digest)]),
+        };
+        let presigned = self.client.parts(&request).await?;
+        let part = presigned.parts.into_iter().next().ok_or_else(|| CallError::Transient {
+            reason: "the server presigned no URL".into(),
+            retry_after: None,
+        })?;
+        let mut put = self.client.http().put(&part.url).body(bytes);
+        for (name, value) in &part.headers {
+            put = put.header(name, value);
+        }
+        if !part.headers.keys().any(|name| name.eq_ignore_ascii_case("content-md5")) {
+            put = put.header("Content-MD5", base64::engine::general_purpose::STANDARD.encode(digest));
+        }
+        let response = put.send().await.map_err(|err| self.client.network_error(&err))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            return Ok(etag.trim().trim_matches('"').to_owned());
+        }
+        let retry_after = crate::client::retry_after(response.headers());
+        let body = response.bytes().await.unwrap_or_default();
+        Err(match status {
+            // Storage errors are S3 XML, not the API's JSON: keep them whole.
+            403 => CallError::Refused { status, message: String::from_utf8_lossy(&body).into_owned() },
+            408 | 429 | 500..=599 => {
+                CallError::Transient { reason: format!("storage answered {status}"), retry_after }
+            }
+            // A 404 from storage means the multipart upload is gone.
+            404 => CallError::Refused { status, message: "storage no longer has this upload".into() },
+            _ => CallError::Transient {
+                reason: format!(
+                    "storage refused part {number} ({status}: {})",
+                    String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+                ),
+                retry_after: None,
+            },
+        })
+    }
+}
+
+fn refused(err: CallError) -> Error {
+    match err {
+        CallError::Refused { status: 401, message } => Error::Unauthorized(message),
+        other => Error::Refused(other.to_string()),
+    }
+}
+
+async fn read_part(path: &Path, offset: u64, size: u64) -> Result<bytes::Bytes> {
+    let path_text = path.display().to_string();
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(&path)?;
+        let mut buffer = vec![0; size as usize];
+        file.read_exact_at(&mut buffer, offset)?;
+        Ok::<_, std::io::Error>(bytes::Bytes::from(buffer))
+    })
+    .await
+    .map_err(|err| Error::Internal(err.to_string()))?
+    .map_err(|source| Error::Read { path: path_text.clone(), source })
+}
+
+async fn read_md5(path: &Path, offset: u64, size: u64) -> Result<String> {
+    let bytes = read_part(path, offset, size).await?;
+    Ok(hex::encode(md5::Md5::digest(&bytes)))
+}
+
+/// The hex SHA-256 of a whole file, read on a blocking thread.
+pub async fn sha256_file(path: &Path) -> Result<String> {
+    let path_text = path.display().to_string();
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok::<_, std::io::Error>(hex::encode(hasher.finalize()))
+    })
+    .await
+    .map_err(|err| Error::Internal(err.to_string()))?
+    .map_err(|source| Error::Read { path: path_text, source })
+}
