@@ -194,7 +194,10 @@ fn final_line(json: bool, recording: &LocalRecording, uploaded: Option<&Uploaded
             );
         }
         (false, None) => {
-            println!("{}: uploaded; the server is checking it. `opptak resume` waits for it.", recording.name);
+            println!(
+                "{}: uploaded; the server is checking it. `opptak resume` waits for it.",
+                recording.name
+            );
         }
     }
 }

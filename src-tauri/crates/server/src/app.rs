@@ -615,6 +615,12 @@ async fn finish(
                 return Err(ApiError::invalid(problems));
             }
             Err(StoreError::NoSuchUpload) => {
+                // An abort or the expiry sweep may have won a race with this finish.
+                if let Some(now) = load_session(&state.db, &user, &session.recording_id).await?
+                    && now.state != "open"
+                {
+                    return Err(closed_session_conflict(&now));
+                }
                 let mut problems = ModelState::new();
                 problems.add(
                     FieldPath::request().field("parts"),

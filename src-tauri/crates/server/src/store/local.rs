@@ -248,8 +248,14 @@ impl LocalStore {
     ) -> StoreResult<ObjectInfo> {
         let meta = match self.read_upload_meta(upload_id) {
             Ok(meta) => meta,
-            // Completed before (e.g. the server crashed before recording it).
-            Err(StoreError::NoSuchUpload) => return self.existing_object(key),
+            // Completed before (e.g. the server crashed before recording it);
+            // with no object either, the upload is simply gone (aborted).
+            Err(StoreError::NoSuchUpload) => {
+                return self.existing_object(key).map_err(|err| match err {
+                    StoreError::NoSuchObject => StoreError::NoSuchUpload,
+                    other => other,
+                });
+            }
             Err(err) => return Err(err),
         };
         if meta.key != key {
