@@ -17,6 +17,8 @@ pub struct AppInfo {
     pub data_dir: String,
     /// The log file written now.
     pub log_file: String,
+    /// Where recordings go, in words.
+    pub destination: String,
 }
 
 /// The app's version and where it keeps its data.
@@ -27,6 +29,7 @@ pub fn app_info(state: State<'_, AppState>) -> Result<AppInfo, CommandError> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         data_dir: state.data_dir.path().display().to_string(),
         log_file: state.log_file.display().to_string(),
+        destination: state.destination.clone(),
     })
 }
 

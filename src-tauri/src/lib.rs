@@ -6,8 +6,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use opptak_core::DataDir;
+use std::sync::Arc;
+
 use opptak_core::logging::{self, LogFormat};
+use opptak_core::{DataDir, Destination, Opptak, Target};
 use tauri::Runtime;
 
 pub mod commands;
@@ -22,6 +24,10 @@ pub struct AppState {
     pub data_dir: DataDir,
     /// The log file written now.
     pub log_file: PathBuf,
+    /// Where recordings go, in words ("This computer (http://127.0.0.1:…)").
+    pub destination: String,
+    /// The embedded server, kept running while the app is open.
+    pub embedded: Option<Arc<Destination>>,
 }
 
 /// The commands and their TypeScript bindings, from one list.
@@ -41,6 +47,28 @@ pub fn export_bindings(path: &std::path::Path) -> Result<(), String> {
 pub fn create_app<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
     let bindings = bindings::<R>();
     builder.manage(state).invoke_handler(bindings.invoke_handler())
+}
+
+/// Starts Opptak's own server in this process ("This computer"), the
+/// default destination, so recordings upload with no network and no LMS.
+/// When it cannot start, the app still opens and says why in Settings.
+fn start_embedded_destination(data_dir: &DataDir) -> (String, Option<Arc<Destination>>) {
+    let started = tauri::async_runtime::block_on(async {
+        let opptak = Opptak::open(data_dir)?;
+        opptak.connect(&Target::Embedded).await
+    });
+    match started {
+        Ok(destination) => {
+            let label =
+                format!("{} ({})", opptak_core::uploads::EMBEDDED_NAME, destination.client.base_url());
+            tracing::info!(destination = %label, "embedded destination ready");
+            (label, Some(Arc::new(destination)))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "embedded destination failed");
+            (format!("{} is not available: {err}", opptak_core::uploads::EMBEDDED_NAME), None)
+        }
+    }
 }
 
 /// Starts the desktop app and returns when its last window closes.
@@ -63,7 +91,8 @@ pub fn run() -> ExitCode {
         }
     };
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.path().display(), "Opptak desktop starting");
-    let state = AppState { data_dir, log_file };
+    let (destination, embedded) = start_embedded_destination(&data_dir);
+    let state = AppState { data_dir, log_file, destination, embedded };
     match create_app(tauri::Builder::default(), state).run(tauri::generate_context!()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -84,7 +113,12 @@ mod tests {
     use tauri::webview::InvokeRequest;
 
     fn invoke(cmd: &str, data_dir: &std::path::Path) -> Result<serde_json::Value, serde_json::Value> {
-        let state = AppState { data_dir: DataDir::at(data_dir), log_file: data_dir.join("logs/opptak.log") };
+        let state = AppState {
+            data_dir: DataDir::at(data_dir),
+            log_file: data_dir.join("logs/opptak.log"),
+            destination: "This computer (test)".into(),
+            embedded: None,
+        };
         let app =
             create_app(mock_builder(), state).build(mock_context(noop_assets())).expect("mock app builds");
         let webview =

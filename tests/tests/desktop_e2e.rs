@@ -58,6 +58,9 @@ async fn settings_shows_the_version_and_the_doctor_findings() {
         assert_eq!(version.text().await?.trim(), env!("CARGO_PKG_VERSION"));
         let shown_dir = client.find(Locator::Css(&testid("settings-data-dir"))).await?.text().await?;
         assert_eq!(shown_dir.trim(), data_dir.path().display().to_string());
+        // The default destination is the server inside the app, on loopback.
+        let destination = client.find(Locator::Css(&testid("settings-destination"))).await?.text().await?;
+        assert!(destination.starts_with("This computer (http://127.0.0.1:"), "{destination}");
 
         // The doctor's findings come from the real command, not the page.
         client.wait().at_most(WAIT).for_element(Locator::Css(&testid("doctor-check"))).await?;

@@ -55,7 +55,11 @@ dataDir: string;
 /**
  * The log file written now.
  */
-logFile: string }
+logFile: string; 
+/**
+ * Where recordings go, in words.
+ */
+destination: string }
 /**
  * How a check came out.
  */
