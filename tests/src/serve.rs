@@ -13,6 +13,7 @@ use opptak_api::{
     StartResponse,
 };
 
+use crate::SeaweedFs;
 use crate::process::ChildGuard;
 use crate::workspace_bin;
 
@@ -35,6 +36,24 @@ impl OpptakServe {
     /// user, `extra` flags and `env`, and waits for its first stdout line.
     pub fn start(data_dir: &Path, extra: &[&str], env: &[(&str, String)]) -> anyhow::Result<Self> {
         Self::start_with(data_dir, "127.0.0.1:0", extra, env)
+    }
+
+    /// `opptak serve --store s3` on a new bucket `bucket` of `seaweed`, with 5 MiB parts.
+    pub fn start_on_seaweed(data_dir: &Path, seaweed: &SeaweedFs, bucket: &str) -> anyhow::Result<Self> {
+        seaweed.create_bucket(bucket)?;
+        let endpoint = seaweed.endpoint();
+        let args = [
+            "--part-size-mib",
+            "5",
+            "--store",
+            "s3",
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-bucket",
+            bucket,
+            "--s3-path-style",
+        ];
+        Self::start(data_dir, &args, &seaweed.env())
     }
 
     /// Like [`start`](Self::start), listening on `listen`.

@@ -81,21 +81,8 @@ async fn bytes_that_are_not_the_declared_media_fail_with_a_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_store_over_seaweedfs() {
     let Some(seaweed) = SeaweedFs::start().unwrap() else { return };
-    seaweed.create_bucket("lessons").unwrap();
     let data_dir = tempfile::tempdir().unwrap();
-    let endpoint = seaweed.endpoint();
-    let args = [
-        "--part-size-mib",
-        "5",
-        "--store",
-        "s3",
-        "--s3-endpoint",
-        &endpoint,
-        "--s3-bucket",
-        "lessons",
-        "--s3-path-style",
-    ];
-    let server = OpptakServe::start(data_dir.path(), &args, &seaweed.env()).unwrap();
+    let server = OpptakServe::start_on_seaweed(data_dir.path(), &seaweed, "lessons").unwrap();
     uploads_reach_ready_with_the_sha256_sent(&server).await;
 }
 

@@ -88,21 +88,8 @@ fn files_of_every_shape_upload_to_the_local_store() {
 #[test]
 fn files_upload_to_s3_over_seaweedfs() {
     let Some(seaweed) = SeaweedFs::start().unwrap() else { return };
-    seaweed.create_bucket("lessons").unwrap();
     let data_dir = tempfile::tempdir().unwrap();
-    let endpoint = seaweed.endpoint();
-    let args = [
-        "--part-size-mib",
-        "5",
-        "--store",
-        "s3",
-        "--s3-endpoint",
-        &endpoint,
-        "--s3-bucket",
-        "lessons",
-        "--s3-path-style",
-    ];
-    let server = OpptakServe::start(data_dir.path(), &args, &seaweed.env()).unwrap();
+    let server = OpptakServe::start_on_seaweed(data_dir.path(), &seaweed, "lessons").unwrap();
     sizes_reach_the_server_byte_identical(&server, &[46, PART, PART * 5 / 2]);
 }
 
