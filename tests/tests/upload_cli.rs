@@ -225,3 +225,89 @@ fn bad_input_gets_a_clear_error_and_nothing_is_recorded_as_sent() {
     );
     assert_eq!(part_bytes_received(&server), 0, "no part was sent");
 }
+
+/// A pseudo-random number in `range` from the clock; the seed is printed so
+/// a failing run can be read back.
+fn random_in(state: &mut u64, range: std::ops::Range<u64>) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    range.start + *state % (range.end - range.start)
+}
+
+#[test]
+fn ten_sigkills_at_random_moments_lose_nothing_and_resend_little() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = OpptakServe::start(server_dir.path(), &["--part-size-mib", "5"], &[]).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let data = wav_of_len(24 * PART + 778);
+    let file = work.path().join("lesson.wav");
+    std::fs::write(&file, &data).unwrap();
+    let client_dir = work.path().join("data");
+    let mut seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("kill schedule seed: {seed}");
+    let concurrency = 4;
+
+    // Until the journal holds the recording (a kill may land before), the
+    // user's next step is `upload` again; after, it is `resume`.
+    let journaled = || {
+        let listed = opptak(&client_dir).args(["recordings", "--json"]).output().unwrap();
+        assert!(listed.status.success(), "the journal is unreadable after a kill");
+        !serde_json::from_slice::<Value>(&listed.stdout).unwrap().as_array().unwrap().is_empty()
+    };
+    let next_step = || {
+        let mut command = opptak(&client_dir);
+        if journaled() {
+            command.arg("resume");
+        } else {
+            command.arg("upload").arg(&file).args(["--server", &server.url, "--token", TEST_TOKEN]);
+        }
+        command.arg("--json");
+        command
+    };
+
+    const KILLS: usize = 10;
+    let mut kills = 0;
+    for round in 0..KILLS {
+        let mut command = next_step();
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = ChildGuard::spawn("opptak", &mut command).unwrap();
+        if round % 2 == 0 {
+            // Any moment: start-up, reconciling, sending, finishing.
+            std::thread::sleep(Duration::from_millis(random_in(&mut seed, 50..1500)));
+        } else {
+            // While parts are in flight: right after the n-th part landed.
+            let wanted = random_in(&mut seed, 1..4);
+            let mut seen = 0;
+            for line in BufReader::new(child.take_stdout().unwrap()).lines() {
+                let event: Value = serde_json::from_str(&line.unwrap()).unwrap_or_default();
+                if event["event"] == "partSent" {
+                    seen += 1;
+                }
+                if seen == wanted || event["event"] == "finishing" {
+                    break;
+                }
+            }
+        }
+        if child.ensure_running().is_ok() {
+            child.signal(Signal::SIGKILL).unwrap();
+            kills += 1;
+        }
+        child.stop();
+    }
+    let resumed = next_step().output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let listed = opptak(&client_dir).args(["recordings", "--json"]).output().unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["status"], "safe on server", "{listed:#}");
+    assert_eq!(listed[0]["sha256"], sha256_hex(&data));
+
+    let resent = part_bytes_received(&server) - data.len() as u64;
+    eprintln!("{kills} kills; {resent} bytes sent twice");
+    assert!(kills >= 3, "the schedule must hit the upload while it runs ({kills} kills)");
+    assert!(
+        resent <= (kills * concurrency * PART) as u64,
+        "{resent} bytes resent after {kills} kills; at most {concurrency} parts in flight each time may be"
+    );
+}
