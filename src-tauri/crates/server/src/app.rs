@@ -336,22 +336,50 @@ async fn load_session(db: &Db, user: &User, recording_id: &str) -> Result<Option
 
 const RECORDING: &str = "The recording";
 
-/// Finds the caller's session and checks the upload id, for the endpoints
-/// that take `recordingId` + `uploadId`.
-async fn session_for(
+/// A request that names a recording and its upload session.
+trait NamesSession: ApiRequest {
+    /// `(recordingId, uploadId)`.
+    fn ids(&self) -> (&str, &str);
+}
+
+impl NamesSession for PartsRequest {
+    fn ids(&self) -> (&str, &str) {
+        (&self.recording_id, &self.upload_id)
+    }
+}
+
+impl NamesSession for ListPartsRequest {
+    fn ids(&self) -> (&str, &str) {
+        (&self.recording_id, &self.upload_id)
+    }
+}
+
+impl NamesSession for AbortRequest {
+    fn ids(&self) -> (&str, &str) {
+        (&self.recording_id, &self.upload_id)
+    }
+}
+
+/// Decodes a request that names an upload session and finds the caller's
+/// session, reporting the body's problems and a wrong uploadId together.
+/// An unknown recording (or another user's) is 404 unless the body itself
+/// is invalid.
+async fn decode_with_session<R: NamesSession>(
     state: &AppState,
     user: &User,
-    recording_id: &str,
-    upload_id: &str,
-    mut problems: ModelState,
-) -> Result<Session, ApiError> {
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(R, Session), ApiError> {
+    let Decoded { request, mut problems } = decode::<R>(state, headers, body).await?;
+    let (recording_id, upload_id) = request.ids();
     let session =
         if recording_id.is_empty() { None } else { load_session(&state.db, user, recording_id).await? };
     let Some(session) = session else {
-        if !problems.is_empty() {
-            return Err(ApiError::invalid(problems));
-        }
-        return Err(ApiError::not_found(RECORDING));
+        return Err(if problems.is_empty() {
+            ApiError::not_found(RECORDING)
+        } else {
+            ApiError::invalid(problems)
+        });
     };
     if !upload_id.is_empty() && upload_id != session.upload_id {
         problems.add(
@@ -359,7 +387,7 @@ async fn session_for(
             "uploadId is not the upload session start issued for this recording; use the uploadId from start.",
         );
     }
-    if problems.is_empty() { Ok(session) } else { Err(ApiError::invalid(problems)) }
+    if problems.is_empty() { Ok((request, session)) } else { Err(ApiError::invalid(problems)) }
 }
 
 fn closed_session_conflict(session: &Session) -> ApiError {
@@ -378,16 +406,7 @@ async fn parts(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply<PartsResponse>, ApiError> {
-    let decoded = decode::<PartsRequest>(&state, &headers, body).await?;
-    let session = session_for(
-        &state,
-        &user,
-        &decoded.request.recording_id,
-        &decoded.request.upload_id,
-        decoded.problems.clone(),
-    )
-    .await?;
-    let request = decoded.into_result()?;
+    let (request, session) = decode_with_session::<PartsRequest>(&state, &user, &headers, body).await?;
     if session.state != "open" {
         return Err(closed_session_conflict(&session));
     }
@@ -426,16 +445,7 @@ async fn list_parts(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply<ListPartsResponse>, ApiError> {
-    let decoded = decode::<ListPartsRequest>(&state, &headers, body).await?;
-    let session = session_for(
-        &state,
-        &user,
-        &decoded.request.recording_id,
-        &decoded.request.upload_id,
-        decoded.problems.clone(),
-    )
-    .await?;
-    decoded.into_result()?;
+    let (_, session) = decode_with_session::<ListPartsRequest>(&state, &user, &headers, body).await?;
     let parts = match session.state.as_str() {
         "open" => state
             .store
@@ -476,16 +486,7 @@ async fn abort(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply<AbortResponse>, ApiError> {
-    let decoded = decode::<AbortRequest>(&state, &headers, body).await?;
-    let session = session_for(
-        &state,
-        &user,
-        &decoded.request.recording_id,
-        &decoded.request.upload_id,
-        decoded.problems.clone(),
-    )
-    .await?;
-    decoded.into_result()?;
+    let (_, session) = decode_with_session::<AbortRequest>(&state, &user, &headers, body).await?;
     match session.state.as_str() {
         "open" => {
             state.store.abort_upload(&session.object_key, &session.store_upload_id).await?;
