@@ -21,8 +21,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use md5::Digest as _;
 use opptak_api::{
-    ContentMd5, ContentType, FinishPart, FinishRequest, ListPartsRequest, PartsRequest, RecordingStatus,
-    StartRequest,
+    ContentMd5, ContentType, FinishPart, FinishRequest, ListPartsRequest, PartsRequest, PresignedPart,
+    RecordingStatus, StartRequest,
 };
 use opptak_journal::{
     Journal, LocalRecording, NewSession, PartRecord, RecordingState, SessionState, UploadSession,
@@ -451,11 +451,12 @@ impl Engine {
                 .filter(|number| !sent.contains_key(number) && !flying.contains(number))
                 .take(self.config.concurrency.saturating_sub(flying.len()))
                 .collect();
-            for number in due {
-                let (offset, size) = part_range(number, session.part_size_bytes, len);
-                flying.insert(number);
-                let sender = shared.clone();
-                in_flight.spawn(async move { sender.send(number, offset, size).await });
+            if !due.is_empty() {
+                for prepared in self.prepare(session, source.path(), &due, len).await? {
+                    flying.insert(prepared.record.number);
+                    let sender = shared.clone();
+                    in_flight.spawn(async move { sender.send(prepared).await });
+                }
             }
             let all_sent = state.finished
                 && sendable_parts(state, session.part_size_bytes, false).all(|n| sent.contains_key(&n));
@@ -478,6 +479,47 @@ impl Engine {
                 alive = source.changed(), if writer_alive && !state.finished => writer_alive = alive,
             }
         }
+    }
+
+    /// Reads and hashes the parts about to go and presigns them in one call.
+    async fn prepare(
+        &self,
+        session: &UploadSession,
+        path: &Path,
+        numbers: &[u32],
+        len: Option<u64>,
+    ) -> std::result::Result<Vec<Prepared>, Interrupted> {
+        let mut prepared = Vec::with_capacity(numbers.len());
+        for &number in numbers {
+            let (offset, size) = part_range(number, session.part_size_bytes, len);
+            let bytes = read_part(path, offset, size).await?;
+            let digest: [u8; 16] = md5::Md5::digest(&bytes).into();
+            let record =
+                PartRecord { number, offset, size, md5_hex: hex::encode(digest), etag: String::new() };
+            prepared.push((record, bytes, digest));
+        }
+        let request = PartsRequest {
+            recording_id: session.server_recording_id.clone(),
+            upload_id: session.upload_id.clone(),
+            part_numbers: numbers.to_vec(),
+            content_md5: Some(
+                prepared.iter().map(|(_, _, digest)| ContentMd5::from_digest(*digest)).collect(),
+            ),
+        };
+        let presigned = match self.retrying(|| self.client.parts(&request)).await {
+            Ok(presigned) => presigned.parts,
+            Err(CallError::Refused { status: 404 | 409, message }) => {
+                return Err(Interrupted::SessionGone(message));
+            }
+            Err(err) => return Err(refused(err).into()),
+        };
+        Ok(prepared
+            .into_iter()
+            .map(|(record, bytes, digest)| {
+                let url = presigned.iter().find(|part| part.part_number == record.number).cloned();
+                Prepared { record, first_attempt: url.map(|url| (bytes, digest, url)) }
+            })
+            .collect())
     }
 
     async fn finish(
@@ -580,21 +622,34 @@ struct PartSender {
     events: broadcast::Sender<UploadEvent>,
 }
 
+/// A part about to go: where it is, and for its first attempt the bytes
+/// already read and hashed with the URL presigned for them.
+struct Prepared {
+    record: PartRecord,
+    first_attempt: Option<(bytes::Bytes, [u8; 16], PresignedPart)>,
+}
+
 impl PartSender {
-    /// Reads, hashes, presigns and PUTs one part until storage has it.
-    async fn send(
-        &self,
-        number: u32,
-        offset: u64,
-        size: u64,
-    ) -> std::result::Result<PartRecord, Interrupted> {
+    /// PUTs one part until storage has it; retries read and hash the bytes
+    /// again and presign anew.
+    async fn send(&self, prepared: Prepared) -> std::result::Result<PartRecord, Interrupted> {
+        let Prepared { record, mut first_attempt } = prepared;
+        let (number, offset, size) = (record.number, record.offset, record.size);
         let mut attempt = 0;
         loop {
-            // Read and hash again on every attempt: nothing is kept between them.
-            let bytes = read_part(&self.path, offset, size).await?;
-            let digest: [u8; 16] = md5::Md5::digest(&bytes).into();
+            let (bytes, digest, presigned) = match first_attempt.take() {
+                Some(first) => (first.0, first.1, Some(first.2)),
+                None => {
+                    let bytes = read_part(&self.path, offset, size).await?;
+                    let digest: [u8; 16] = md5::Md5::digest(&bytes).into();
+                    (bytes, digest, None)
+                }
+            };
             let md5_hex = hex::encode(digest);
-            let outcome = self.put(number, bytes, digest).await;
+            let outcome = match presigned {
+                Some(part) => self.put_to(&part, bytes, digest).await,
+                None => self.put(number, bytes, digest).await,
+            };
             let (reason, retry_after, offline) = match outcome {
                 Ok(etag) if etag == md5_hex => return Ok(PartRecord { number, offset, size, md5_hex, etag }),
                 Ok(etag) => (
@@ -626,6 +681,7 @@ impl PartSender {
         }
     }
 
+    /// Presigns part `number` alone (a retry) and PUTs it.
     async fn put(
         &self,
         number: u32,
@@ -643,6 +699,17 @@ impl PartSender {
             reason: "the server presigned no URL".into(),
             retry_after: None,
         })?;
+        self.put_to(&part, bytes, digest).await
+    }
+
+    /// PUTs `bytes` to a presigned part URL; returns storage's ETag.
+    async fn put_to(
+        &self,
+        part: &PresignedPart,
+        bytes: bytes::Bytes,
+        digest: [u8; 16],
+    ) -> std::result::Result<String, CallError> {
+        let number = part.part_number;
         let mut put = self.client.http().put(&part.url).body(bytes);
         for (name, value) in &part.headers {
             put = put.header(name, value);
