@@ -7,6 +7,7 @@
 //! must never pass silently in CI.
 
 mod process;
+mod proxy;
 mod seaweed;
 mod serve;
 mod services;
@@ -15,6 +16,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 pub use process::ChildGuard;
+pub use proxy::{BoundProxy, FaultCounts, FaultProxy};
 pub use seaweed::SeaweedFs;
 pub use serve::{ApiClient, OpptakServe, TEST_TOKEN, sha256_hex, wav_of_len};
 pub use services::{PulseAudio, TauriDriver, Xvfb};
