@@ -214,21 +214,6 @@ struct Urls {
 const OTHER: &[u8] = b"bytes that are not the part";
 const NAME: &str = "Fractions, lesson 3";
 
-async fn store_upload_id(fx: &Fixture, upload_id: &str) -> String {
-    let upload_id = upload_id.to_owned();
-    fx.state
-        .db
-        .call(move |conn| {
-            conn.query_row(
-                "SELECT store_upload_id FROM upload_sessions WHERE upload_id = ?1",
-                [upload_id],
-                |row| row.get(0),
-            )
-        })
-        .await
-        .unwrap()
-}
-
 async fn session(fx: &Fixture, token: &'static str, parts: &[Vec<u8>]) -> Session {
     let started = start(&fx.app, token).await;
     let etags =

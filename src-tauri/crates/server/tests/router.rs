@@ -253,20 +253,7 @@ async fn finish_racing_an_abort_gets_a_client_error() {
     let fx = fixture().await;
     let started = start(&fx.app, ADA).await;
     let etags = upload_parts(&fx.app, &started, &[wav_bytes(100)]).await;
-    let store_upload_id: String = {
-        let upload_id = started.upload_id.clone();
-        fx.state
-            .db
-            .call(move |conn| {
-                conn.query_row(
-                    "SELECT store_upload_id FROM upload_sessions WHERE upload_id = ?1",
-                    [upload_id],
-                    |row| row.get(0),
-                )
-            })
-            .await
-            .unwrap()
-    };
+    let store_upload_id = store_upload_id(&fx, &started.upload_id).await;
     fx.state.store.abort_upload(&started.object_key, &store_upload_id).await.unwrap();
     let answer =
         post(&fx.app, "finish", "application/json", finish_request(&started, etags).encode(BodyFormat::Json))

@@ -200,3 +200,19 @@ pub fn wav_bytes(frames: u32) -> Vec<u8> {
     writer.finalize().unwrap();
     cursor.into_inner()
 }
+
+/// The store's own upload id behind an API upload id.
+pub async fn store_upload_id(fx: &Fixture, upload_id: &str) -> String {
+    let upload_id = upload_id.to_owned();
+    fx.state
+        .db
+        .call(move |conn| {
+            conn.query_row(
+                "SELECT store_upload_id FROM upload_sessions WHERE upload_id = ?1",
+                [upload_id],
+                |row| row.get(0),
+            )
+        })
+        .await
+        .unwrap()
+}
