@@ -63,3 +63,25 @@ pub fn input_devices() -> Result<Vec<InputDevice>> {
     }
     Ok(found)
 }
+
+/// The cpal device named `name` (as [`input_devices`] lists it), or the
+/// default input, with its name.
+pub(crate) fn find_input(name: Option<&str>) -> Result<(cpal::Device, String)> {
+    let host = cpal::default_host();
+    let Some(wanted) = name else {
+        let device = host.default_input_device().ok_or_else(|| Error::NoMicrophone {
+            reason: format!("the {} audio system has no default input", host.id().name()),
+        })?;
+        let name = describe(&device, true)?.name;
+        return Ok((device, name));
+    };
+    let devices = host.input_devices().map_err(|err| Error::Backend(err.to_string()))?;
+    for device in devices {
+        if let Ok(input) = describe(&device, false)
+            && input.name == wanted
+        {
+            return Ok((device, input.name));
+        }
+    }
+    Err(Error::UnknownDevice { name: wanted.to_owned() })
+}

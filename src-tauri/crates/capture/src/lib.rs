@@ -1,20 +1,30 @@
-//! Opptak's capture engine.
+//! Opptak's capture engine: the computer's audio inputs, and recording one
+//! of them into WAV files that survive a crash.
 //!
-//! For now it knows the computer's audio inputs: which microphones exist and
-//! which one recording would use by default. Recording itself (cpal → WAV)
-//! arrives with the recording issue and lives here too.
+//! A [`Recorder`] writes 16-bit PCM through hound and fsyncs header and
+//! samples every second, publishing how many bytes are durable so that an
+//! uploader can send them while the lesson goes on. A file whose recorder
+//! died is made whole again by [`repair_wav`].
 //!
 //! ```no_run
-//! match opptak_capture::default_input() {
-//!     Ok(mic) => println!("would record from {} at {} Hz", mic.name, mic.sample_rate),
-//!     Err(err) => eprintln!("{err}"),
-//! }
+//! use opptak_capture::{Recorder, RecorderConfig};
+//! let recorder = Recorder::start(RecorderConfig::new("lesson.wav"))?;
+//! std::thread::sleep(std::time::Duration::from_secs(5));
+//! let files = recorder.stop()?;
+//! println!("recorded {} bytes", files[0].durable_len);
+//! # Ok::<(), opptak_capture::Error>(())
 //! ```
 #![warn(missing_docs)]
 
 mod devices;
+mod level;
+mod recorder;
+mod wav;
 
 pub use devices::{InputDevice, default_input, input_devices};
+pub use level::{FLOOR_DBFS, Level};
+pub use recorder::{AudioFormat, CaptureEvent, Progress, Recorder, RecorderConfig, RecorderState, WavFile};
+pub use wav::{MAX_DATA_BYTES, RepairedWav, repair_wav};
 
 /// What a user can do when no microphone is found.
 pub const NO_MICROPHONE_ADVICE: &str = "Plug in a microphone or headset, or check that the sound \
@@ -30,11 +40,46 @@ pub enum Error {
         /// What the audio system said, for the log and for support.
         reason: String,
     },
+    /// The input the user named does not exist.
+    #[error("There is no microphone called {name:?}. Run `opptak devices` to see the names.")]
+    UnknownDevice {
+        /// The name asked for.
+        name: String,
+    },
     /// The audio system could not be asked at all.
     #[error(
         "The sound system could not list audio inputs ({0}). Restart the computer's sound service and try again."
     )]
     Backend(String),
+    /// Too little free disk space to record safely.
+    #[error(
+        "Only {} MB is free on the disk holding {path}; recording needs at least {} MB. Free some space and try again.",
+        free / 1_000_000, needed / 1_000_000
+    )]
+    DiskFull {
+        /// The folder the recording goes to.
+        path: std::path::PathBuf,
+        /// Bytes free.
+        free: u64,
+        /// Bytes required.
+        needed: u64,
+    },
+    /// A recording file could not be written.
+    #[error("Cannot write {path}: {source}. Check that the disk is not full and the folder is writable.")]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A damaged recording could not be repaired.
+    #[error("{path} cannot be repaired: {reason}. The file was left as it is.")]
+    Unrepairable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The result type of this crate.

@@ -1,5 +1,6 @@
 //! The `opptak` command line.
 
+mod record;
 mod serve;
 mod upload;
 
@@ -57,6 +58,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the microphones this computer has.
+    Devices {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a lesson from the microphone, uploading it while it records.
+    ///
+    /// Stops after --seconds, or on Ctrl-C or SIGTERM, and ends with the
+    /// recording's id and state.
+    Record(record::RecordArgs),
     /// List the recordings on this computer and where each one is.
     Recordings {
         /// Print JSON.
@@ -112,6 +124,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::runtime::Runtime::new()?.block_on(upload::resume(json, &data_dir))
         }
         Command::Recordings { json } => upload::recordings(json, &data_dir),
+        Command::Devices { json } => record::devices(json),
+        Command::Record(args) => {
+            let _log = logging::init(&data_dir, log_format).ok();
+            tokio::runtime::Runtime::new()?.block_on(record::record(args, &data_dir))
+        }
         Command::Serve(args) => {
             data_dir.ensure_writable()?;
             let _log = logging::init(&data_dir, log_format)?;

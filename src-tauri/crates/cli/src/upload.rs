@@ -22,7 +22,7 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         match (&self.server, &self.token) {
             (Some(url), Some(token)) => Target::Remote { url: url.clone(), token: token.clone() },
             _ => Target::Embedded,
@@ -111,7 +111,7 @@ impl Reporter {
     }
 }
 
-fn event_json(local_id: i64, event: &UploadEvent) -> serde_json::Value {
+pub(crate) fn event_json(local_id: i64, event: &UploadEvent) -> serde_json::Value {
     match event {
         UploadEvent::SessionStarted { recording_id, restarted } => {
             json!({"event": "sessionStarted", "localId": local_id, "recordingId": recording_id, "restarted": restarted})

@@ -2,8 +2,9 @@
 //!
 //! Front ends call this crate and never reach past it: they resolve the
 //! [`DataDir`], start [`logging`], and ask the [`doctor`] whether this computer
-//! can record and upload. Recording sessions and uploads join this crate as
-//! they are built.
+//! can record and upload. They record through [`Opptak::record`] and
+//! upload through [`Opptak::upload`]; both leave everything they learn in
+//! the journal, so [`Opptak::open`] can repair and resume after a crash.
 //!
 //! ```no_run
 //! let data_dir = opptak_core::DataDir::resolve(None)?;
@@ -18,9 +19,11 @@
 mod data_dir;
 pub mod doctor;
 pub mod logging;
+pub mod recording;
 pub mod uploads;
 
 pub use data_dir::{DATA_DIR_ENV, DataDir};
+pub use recording::{RecordOptions, RecordedFile, RecordingSession, SessionEvent, StoppedRecording};
 pub use uploads::{Destination, Opptak, Target};
 
 /// Everything that can go wrong in the engine's shared parts.
@@ -59,6 +62,14 @@ pub enum Error {
     /// The embedded server could not start.
     #[error("Opptak's own server on this computer could not start: {0}. Run `opptak doctor`.")]
     Embedded(String),
+    /// The microphone or the recording file failed.
+    #[error(transparent)]
+    Capture(#[from] opptak_capture::Error),
+    /// A recording could not be started, followed or stopped.
+    #[error(
+        "The recording failed: {0}. What was recorded so far is kept; run `opptak recordings` to see it."
+    )]
+    Recording(String),
     /// The log file could not be set up.
     #[error("Could not start logging to {path} ({reason}). Check that the data directory is writable.")]
     Logging {

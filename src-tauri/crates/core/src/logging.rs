@@ -56,10 +56,13 @@ pub fn init(data_dir: &DataDir, format: LogFormat) -> Result<LogGuard> {
         .map_err(|err| failed(err.to_string()))?;
     let (writer, worker) = tracing_appender::non_blocking(appender);
 
+    // The PulseAudio client logs an error whenever a stream closes, even on
+    // a normal stop; capture reports the failures that matter itself.
     let file_filter = EnvFilter::new(
-        "warn,opptak=info,opptak_desktop=info,opptak_cli=info,opptak_core=info,opptak_capture=info,opptak_server=info,opptak_upload=info,opptak_journal=info",
+        "warn,pulseaudio=off,opptak=info,opptak_desktop=info,opptak_cli=info,opptak_core=info,opptak_capture=info,opptak_server=info,opptak_upload=info,opptak_journal=info",
     );
-    let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let stderr_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,pulseaudio=off"));
     let (file_layer, stderr_layer) = match format {
         LogFormat::Text => (
             tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer).boxed(),

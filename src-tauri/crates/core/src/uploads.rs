@@ -57,16 +57,27 @@ pub struct Opptak {
     journal: Journal,
 }
 
-fn journal_error(err: opptak_journal::Error) -> Error {
+pub(crate) fn journal_error(err: opptak_journal::Error) -> Error {
     Error::Journal(err.to_string())
 }
 
 impl Opptak {
-    /// Opens (creating) the data directory's journal.
+    /// Opens (creating) the data directory's journal, and repairs the
+    /// recordings whose recorder died (see [`Opptak::recover`]).
     pub fn open(data_dir: &DataDir) -> Result<Self> {
         data_dir.ensure_writable()?;
         let journal = Journal::open_in(data_dir.path()).map_err(journal_error)?;
-        Ok(Self { data_dir: data_dir.clone(), journal })
+        let opptak = Self { data_dir: data_dir.clone(), journal };
+        if let Err(err) = opptak.recover() {
+            // Recovery is retried at every start; it must not stop this one.
+            tracing::error!("recovering interrupted recordings failed: {err}");
+        }
+        Ok(opptak)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data_dir
     }
 
     /// The journal.

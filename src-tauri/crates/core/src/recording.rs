@@ -1,0 +1,469 @@
+//! Recording sessions: capture writes a WAV file, the journal learns each
+//! second how much of it is durable, and the upload engine sends every
+//! whole part as soon as it is — part 1, which holds the header, last.
+//!
+//! A recording whose process died is found at the next start by
+//! [`Opptak::recover`]: its header is rebuilt from the file's length and
+//! it is uploaded like any stopped recording.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use opptak_capture::{AudioFormat, CaptureEvent, Progress, Recorder, RecorderConfig, RecorderState};
+use opptak_journal::{Journal, LocalRecording, NewRecording, RecordingState};
+use opptak_upload::{Source, SourceState, UploadConfig, UploadEvent, UploadHandle};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::uploads::journal_error;
+use crate::{Destination, Error, Opptak, Result};
+
+/// The folder of recordings inside the data directory.
+pub const RECORDINGS_DIR: &str = "recordings";
+/// The folder of capture locks inside the data directory.
+const CAPTURE_LOCKS_DIR: &str = "locks";
+
+/// How to record.
+#[derive(Debug, Clone, Default)]
+pub struct RecordOptions {
+    /// The input's name; `None` for the default microphone.
+    pub device: Option<String>,
+    /// The name the teacher sees; by default "Recording <date time>".
+    pub name: Option<String>,
+    /// Limits and thresholds; `None` for [`RecorderConfig::new`]'s defaults.
+    pub limits: Option<RecorderLimits>,
+}
+
+/// Disk and silence limits of a recording (see [`RecorderConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RecorderLimits {
+    /// Free bytes needed to start.
+    pub min_free_to_start: u64,
+    /// Free bytes below which recording stops.
+    pub min_free_while_recording: u64,
+}
+
+/// Something a front end shows while recording.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// From the microphone side: levels, warnings, pauses.
+    Capture(CaptureEvent),
+    /// From the upload of one of the recording's files.
+    Upload {
+        /// The file's journal id.
+        local_id: i64,
+        /// What happened.
+        event: UploadEvent,
+    },
+}
+
+/// A file of the recording as the journal has it, with its upload when
+/// one runs.
+#[derive(Debug)]
+pub struct RecordedFile {
+    /// The journal's row for it.
+    pub recording: LocalRecording,
+    /// Its upload, still running; `None` with no destination.
+    pub upload: Option<UploadHandle>,
+}
+
+/// What [`RecordingSession::stop`] hands back.
+#[derive(Debug)]
+pub struct StoppedRecording {
+    /// Every file, in order (more than one only past the WAV size limit).
+    pub files: Vec<RecordedFile>,
+    /// Why the recorder stopped on its own, if it did (e.g. a full disk).
+    pub reason: Option<String>,
+}
+
+/// One file being recorded and, when uploading, being uploaded.
+struct Track {
+    local_id: i64,
+    journaled_len: u64,
+    finished: bool,
+    source: watch::Sender<SourceState>,
+    upload: Option<UploadHandle>,
+}
+
+/// A recording in progress. Call [`RecordingSession::stop`] to end it.
+pub struct RecordingSession {
+    recorder: Recorder,
+    events: broadcast::Sender<SessionEvent>,
+    follower: JoinHandle<Result<Vec<Track>>>,
+    first_local_id: i64,
+    journal: Journal,
+    _lock: CaptureLock,
+}
+
+impl std::fmt::Debug for RecordingSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingSession").field("local_id", &self.first_local_id).finish_non_exhaustive()
+    }
+}
+
+impl RecordingSession {
+    /// The journal id of the recording (of its first file).
+    pub fn local_id(&self) -> i64 {
+        self.first_local_id
+    }
+
+    /// The input and its format.
+    pub fn format(&self) -> &AudioFormat {
+        self.recorder.format()
+    }
+
+    /// The recorder's state and durable lengths.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.recorder.progress()
+    }
+
+    /// Levels, warnings and upload events.
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
+    }
+
+    /// Pauses; paused time is not recorded.
+    pub fn pause(&self) {
+        self.recorder.pause();
+    }
+
+    /// Continues after a pause.
+    pub fn resume(&self) {
+        self.recorder.resume();
+    }
+
+    /// Stops recording, finishes the files (header, fsync, SHA-256 in the
+    /// journal) and hands back their uploads, which go on: the last part
+    /// and finish are still to come. Await them, or drop them and let
+    /// `resume` finish the job later.
+    pub async fn stop(self) -> Result<StoppedRecording> {
+        let Self { recorder, follower, journal, first_local_id, _lock, .. } = self;
+        let mut reason = None;
+        let mut stop_events = recorder.subscribe();
+        let stopped = tokio::task::spawn_blocking(move || recorder.stop())
+            .await
+            .map_err(|err| Error::Recording(format!("the recorder stopped badly: {err}")))?;
+        while let Ok(event) = stop_events.try_recv() {
+            if let CaptureEvent::Stopped { reason: why } = event {
+                reason = why;
+            }
+        }
+        let tracks = follower
+            .await
+            .map_err(|err| Error::Recording(format!("the recording's follower failed: {err}")))?;
+        if let Err(err) = stopped {
+            // The file holds what was recorded up to the failure; keep it
+            // and say so rather than losing the lesson.
+            tracing::error!(recording = first_local_id, "recording ended with an error: {err}");
+            reason.get_or_insert(err.to_string());
+        }
+        let tracks = tracks?;
+        let mut files = Vec::with_capacity(tracks.len());
+        for track in tracks {
+            let id = track.local_id;
+            let recording = blocking(&journal, move |journal| journal.recording(id))
+                .await?
+                .ok_or_else(|| Error::Journal(format!("recording {id} vanished from the journal")))?;
+            files.push(RecordedFile { recording, upload: track.upload });
+        }
+        Ok(StoppedRecording { files, reason })
+    }
+}
+
+/// Runs a journal call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    journal: &Journal,
+    f: impl FnOnce(&Journal) -> opptak_journal::Result<T> + Send + 'static,
+) -> Result<T> {
+    let journal = journal.clone();
+    tokio::task::spawn_blocking(move || f(&journal))
+        .await
+        .map_err(|err| Error::Journal(err.to_string()))?
+        .map_err(journal_error)
+}
+
+/// An exclusive OS lock that says "a live process is recording this file";
+/// the kernel drops it when the process dies, however it dies.
+#[derive(Debug)]
+struct CaptureLock(#[allow(dead_code)] File);
+
+impl CaptureLock {
+    fn path(data_dir: &Path, recording: &Path) -> PathBuf {
+        let name = recording.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        data_dir.join(CAPTURE_LOCKS_DIR).join(format!("capture-{name}.lock"))
+    }
+
+    /// `Ok(None)` when another process holds it.
+    fn try_take(data_dir: &Path, recording: &Path) -> Result<Option<Self>> {
+        use std::io::Write;
+        let path = Self::path(data_dir, recording);
+        let unusable =
+            |err: std::io::Error| Error::Recording(format!("cannot use the lock {}: {err}", path.display()));
+        std::fs::create_dir_all(path.parent().unwrap_or(data_dir)).map_err(unusable)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(unusable)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(err)) => return Err(unusable(err)),
+        }
+        // For a person looking at the folder: which process records.
+        file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(unusable)?;
+        Ok(Some(Self(file)))
+    }
+}
+
+/// A file name for a new recording that does not exist yet.
+fn new_recording_path(dir: &Path) -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    (1..)
+        .map(|n| if n == 1 { dir.join(format!("{stamp}.wav")) } else { dir.join(format!("{stamp}-{n}.wav")) })
+        .find(|path| !path.exists())
+        .expect("some name is free")
+}
+
+fn default_name() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "Recording {:04}-{:02}-{:02} {:02}:{:02} UTC",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute()
+    )
+}
+
+/// What the follower needs to start the upload of a file.
+#[derive(Clone)]
+struct Uploader {
+    journal: Journal,
+    destination: Option<(i64, opptak_upload::ApiClient)>,
+    config: UploadConfig,
+    events: broadcast::Sender<SessionEvent>,
+}
+
+impl Uploader {
+    /// Journals `path` as a growing recording and, with a destination,
+    /// starts uploading it while it grows.
+    fn track(&self, path: &Path, name: &str) -> Result<Track> {
+        let recording = self
+            .journal
+            .add_recording(NewRecording::growing(path, name, "audio/wav", "audio", false))
+            .map_err(journal_error)?;
+        let (source, state) = watch::channel(SourceState::default());
+        let upload = self.destination.as_ref().map(|(destination_id, client)| {
+            self.journal.set_destination(recording.id, Some(*destination_id)).ok();
+            let upload = UploadHandle::start(
+                self.journal.clone(),
+                recording.id,
+                *destination_id,
+                Source::growing(path, state, true),
+                client.clone(),
+                self.config.clone(),
+            );
+            let mut upload_events = upload.subscribe();
+            let events = self.events.clone();
+            let local_id = recording.id;
+            tokio::spawn(async move {
+                loop {
+                    match upload_events.recv().await {
+                        Ok(event) => {
+                            let _ = events.send(SessionEvent::Upload { local_id, event });
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            });
+            upload
+        });
+        Ok(Track { local_id: recording.id, journaled_len: 0, finished: false, source, upload })
+    }
+}
+
+/// Mirrors the recorder's progress into the journal and the uploads'
+/// sources until every file is finished.
+async fn follow(
+    mut progress: watch::Receiver<Progress>,
+    mut tracks: Vec<Track>,
+    uploader: Uploader,
+    name: String,
+) -> Result<Vec<Track>> {
+    loop {
+        let snapshot = progress.borrow_and_update().clone();
+        for (index, file) in snapshot.files.iter().enumerate() {
+            if index >= tracks.len() {
+                let part_name = format!("{name} (part {})", index + 1);
+                let track = {
+                    let (uploader, path) = (uploader.clone(), file.path.clone());
+                    tokio::task::spawn_blocking(move || uploader.track(&path, &part_name))
+                        .await
+                        .map_err(|err| Error::Journal(err.to_string()))??
+                };
+                tracks.push(track);
+            }
+            let track = &mut tracks[index];
+            let id = track.local_id;
+            if file.finished && !track.finished {
+                let (len, path) = (file.durable_len, file.path.clone());
+                // The header changed at stop, so the whole file is read once more.
+                let sha256 = opptak_upload::sha256_file(&path)
+                    .await
+                    .map_err(|err| Error::Recording(err.to_string()))?;
+                blocking(&uploader.journal, move |journal| journal.mark_finished(id, len, Some(&sha256)))
+                    .await?;
+                track.finished = true;
+                track.journaled_len = len;
+                track.source.send_replace(SourceState { durable_len: len, finished: true });
+            } else if !file.finished && file.durable_len > track.journaled_len {
+                let len = file.durable_len;
+                blocking(&uploader.journal, move |journal| journal.set_durable_bytes(id, len)).await?;
+                track.journaled_len = len;
+                track.source.send_replace(SourceState { durable_len: len, finished: false });
+            }
+        }
+        let done = snapshot.state == RecorderState::Stopped && tracks.iter().all(|track| track.finished);
+        if done || progress.changed().await.is_err() {
+            return Ok(tracks);
+        }
+    }
+}
+
+impl Opptak {
+    /// Starts recording from the microphone into `<data dir>/recordings`,
+    /// uploading to `destination` while recording when one is given.
+    /// Fails — leaving nothing behind — when there is no microphone or too
+    /// little disk space.
+    pub async fn record(
+        &self,
+        options: RecordOptions,
+        destination: Option<&Destination>,
+    ) -> Result<RecordingSession> {
+        let dir = self.data_dir().path().join(RECORDINGS_DIR);
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| Error::DataDirUnusable { path: dir.clone(), source })?;
+        let path = new_recording_path(&dir);
+        let lock = CaptureLock::try_take(self.data_dir().path(), &path)?.ok_or_else(|| {
+            Error::Recording(format!("{} is being recorded by another process", path.display()))
+        })?;
+        let mut config = RecorderConfig::new(&path);
+        config.device = options.device.clone();
+        if let Some(limits) = options.limits {
+            config.min_free_to_start = limits.min_free_to_start;
+            config.min_free_while_recording = limits.min_free_while_recording;
+        }
+        let recorder = tokio::task::spawn_blocking(move || Recorder::start(config))
+            .await
+            .map_err(|err| Error::Recording(err.to_string()))?
+            .map_err(Error::Capture)?;
+        let (events, _) = broadcast::channel(1024);
+        let mut capture_events = recorder.subscribe();
+        let forward = events.clone();
+        tokio::spawn(async move {
+            loop {
+                match capture_events.recv().await {
+                    Ok(event) => {
+                        let _ = forward.send(SessionEvent::Capture(event));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        let uploader = Uploader {
+            journal: self.journal().clone(),
+            destination: destination.map(|destination| (destination.id, destination.client.clone())),
+            config: UploadConfig::default(),
+            events: events.clone(),
+        };
+        let name = options.name.unwrap_or_else(default_name);
+        let first = {
+            let (uploader, path, name) = (uploader.clone(), path.clone(), name.clone());
+            tokio::task::spawn_blocking(move || uploader.track(&path, &name))
+                .await
+                .map_err(|err| Error::Journal(err.to_string()))?
+        };
+        let first = match first {
+            Ok(track) => track,
+            Err(err) => {
+                // Nothing was journaled: the file is not a recording anyone will find.
+                drop(recorder);
+                let _ = std::fs::remove_file(&path);
+                return Err(err);
+            }
+        };
+        let first_local_id = first.local_id;
+        tracing::info!(recording = first_local_id, path = %path.display(), "recording");
+        let follower = tokio::spawn(follow(recorder.progress(), vec![first], uploader, name));
+        Ok(RecordingSession {
+            recorder,
+            events,
+            follower,
+            first_local_id,
+            journal: self.journal().clone(),
+            _lock: lock,
+        })
+    }
+
+    /// Repairs every recording whose recorder died (state `recording`, no
+    /// live process holding its capture lock): rebuilds the WAV header from
+    /// the file's length, marks it `recovered` and finished, so that
+    /// `resume` uploads it. Returns the recordings it repaired.
+    pub fn recover(&self) -> Result<Vec<LocalRecording>> {
+        let journal = self.journal();
+        let mut repaired = Vec::new();
+        for recording in journal.recordings().map_err(journal_error)? {
+            if recording.state != RecordingState::Recording {
+                continue;
+            }
+            let Some(_lock) = CaptureLock::try_take(self.data_dir().path(), &recording.path)? else {
+                continue;
+            };
+            let id = recording.id;
+            match repair(&recording.path) {
+                Ok((len, sha256)) => {
+                    journal.set_state(id, RecordingState::Recovered, None).map_err(journal_error)?;
+                    journal.mark_finished(id, len, Some(&sha256)).map_err(journal_error)?;
+                    tracing::warn!(recording = id, bytes = len, "recovered a recording whose recorder died");
+                }
+                Err(reason) => {
+                    let message = format!(
+                        "the recording was interrupted and {reason}; it cannot be uploaded. The file, if any, was left as it is."
+                    );
+                    journal.set_state(id, RecordingState::Failed, Some(&message)).map_err(journal_error)?;
+                    tracing::error!(recording = id, "{message}");
+                }
+            }
+            repaired.push(journal.recording(id).map_err(journal_error)?.unwrap_or(recording));
+        }
+        Ok(repaired)
+    }
+}
+
+/// Rebuilds the header and returns the repaired length and SHA-256.
+fn repair(path: &Path) -> std::result::Result<(u64, String), String> {
+    use sha2::Digest;
+    if !path.exists() {
+        return Err(format!("its file {} is gone", path.display()));
+    }
+    let repaired = opptak_capture::repair_wav(path).map_err(|err| err.to_string())?;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = File::open(path).map_err(|err| format!("its file cannot be read ({err})"))?;
+    std::io::copy(&mut file, &mut hasher).map_err(|err| format!("its file cannot be read ({err})"))?;
+    Ok((repaired.len, hex::encode(hasher.finalize())))
+}
