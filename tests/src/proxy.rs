@@ -2,13 +2,18 @@
 //! of the requests it forwards is reset, stalled, cut short mid-body, or
 //! answered `503` with `Retry-After` instead of reaching the server.
 //!
+//! Run with a [`Hold`] instead, it passes every request through except one
+//! chosen request, which it stops at a chosen [`HoldPoint`] — half its body
+//! sent, or answered by the server with the answer kept back — and tells the
+//! test, so the test can kill the client at exactly that moment.
+//!
 //! It adds `Connection: close` to every request, so each connection carries
 //! one request and the fault rate applies per request, not per kept-alive
 //! connection.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,6 +89,93 @@ impl BoundProxy {
         });
         FaultProxy { addr, counts, task }
     }
+
+    /// Starts passing every request through to `upstream` except the one
+    /// `hold` picks, which is held at its point.
+    pub fn run_holding(self, upstream: SocketAddr, hold: Hold) -> HoldingProxy {
+        let addr = self.listener.local_addr().expect("bound");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (caught, held) = mpsc::channel();
+        let shared = requests.clone();
+        let task = tokio::spawn(async move {
+            let hold = Arc::new(hold);
+            let matched = Arc::new(AtomicUsize::new(0));
+            loop {
+                let Ok((client, _)) = self.listener.accept().await else { continue };
+                let (hold, matched, requests, caught) =
+                    (hold.clone(), matched.clone(), shared.clone(), caught.clone());
+                tokio::spawn(async move {
+                    let _ = pass_or_hold(client, upstream, &hold, &matched, &requests, &caught).await;
+                });
+            }
+        });
+        HoldingProxy { addr, requests, held, task }
+    }
+}
+
+/// Where a held request stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldPoint {
+    /// Half the request's body reached the server; the rest never does.
+    MidBody,
+    /// The whole request reached the server and it answered; the answer
+    /// never reaches the client.
+    Answered,
+}
+
+/// Which request to hold: the `nth` (from 1) whose method is `method` and
+/// whose path contains `path`.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    /// `GET`, `PUT`, `POST`…
+    pub method: &'static str,
+    /// A part of the path (with its query), e.g. `/parts/3?`.
+    pub path: String,
+    /// Which matching request, counting from 1.
+    pub nth: usize,
+    /// Where it stops.
+    pub at: HoldPoint,
+}
+
+/// The request a [`Hold`] caught.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// Its request line, e.g. `PUT /storage/uploads/…/parts/3?… HTTP/1.1`.
+    pub request_line: String,
+    /// The server's whole answer (head and body), for [`HoldPoint::Answered`].
+    pub answer: Vec<u8>,
+}
+
+/// A running holding proxy; it stops when dropped (its task is aborted).
+#[derive(Debug)]
+pub struct HoldingProxy {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+    held: mpsc::Receiver<Held>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HoldingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HoldingProxy {
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Blocks until the held request reached its point, for at most `timeout`.
+    pub fn wait_held(&self, timeout: Duration) -> anyhow::Result<Held> {
+        self.held.recv_timeout(timeout).map_err(|_| anyhow::anyhow!("no request was held within {timeout:?}"))
+    }
+
+    /// The request line of every request seen so far, in arrival order.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 impl FaultProxy {
@@ -124,6 +216,10 @@ async fn read_head(client: &mut TcpStream) -> std::io::Result<Option<(Vec<u8>, V
         .collect();
     rewritten.push_str("Connection: close\r\n\r\n");
     Ok(Some((rewritten.into_bytes(), buffer[end + 4..].to_vec())))
+}
+
+fn request_line(head: &[u8]) -> String {
+    String::from_utf8_lossy(head).lines().next().unwrap_or_default().to_owned()
 }
 
 fn content_length(head: &[u8]) -> u64 {
@@ -185,4 +281,44 @@ async fn handle(
             tokio::io::copy_bidirectional(&mut client, &mut server).await.map(|_| ())
         }
     }
+}
+
+async fn pass_or_hold(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    hold: &Hold,
+    matched: &AtomicUsize,
+    requests: &Mutex<Vec<String>>,
+    caught: &mpsc::Sender<Held>,
+) -> std::io::Result<()> {
+    let Some((head, early_body)) = read_head(&mut client).await? else { return Ok(()) };
+    let request_line = request_line(&head);
+    requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(request_line.clone());
+    let mut words = request_line.split(' ');
+    let chosen = words.next() == Some(hold.method)
+        && words.next().is_some_and(|path| path.contains(&hold.path))
+        && matched.fetch_add(1, Ordering::SeqCst) + 1 == hold.nth;
+    let mut server = TcpStream::connect(upstream).await?;
+    server.write_all(&head).await?;
+    if !chosen {
+        server.write_all(&early_body).await?;
+        return tokio::io::copy_bidirectional(&mut client, &mut server).await.map(|_| ());
+    }
+    let body_len = content_length(&head);
+    let sent = match hold.at {
+        HoldPoint::MidBody => body_len / 2,
+        HoldPoint::Answered => body_len,
+    };
+    let early = early_body.len().min(sent as usize);
+    server.write_all(&early_body[..early]).await?;
+    tokio::io::copy(&mut (&mut client).take(sent - early as u64), &mut server).await?;
+    let mut answer = Vec::new();
+    if hold.at == HoldPoint::Answered {
+        // The request said `Connection: close`, so the answer ends with the connection.
+        server.read_to_end(&mut answer).await?;
+    }
+    let _ = caught.send(Held { request_line, answer });
+    // Hold until the client goes away; only then does the server see the
+    // connection end.
+    tokio::io::copy(&mut client, &mut tokio::io::sink()).await.map(|_| ())
 }
