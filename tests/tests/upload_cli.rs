@@ -311,3 +311,32 @@ fn ten_sigkills_at_random_moments_lose_nothing_and_resend_little() {
         "{resent} bytes resent after {kills} kills; at most {concurrency} parts in flight each time may be"
     );
 }
+
+#[test]
+fn a_one_byte_wav_fails_with_the_servers_reason_and_what_to_do() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = OpptakServe::start(data_dir.path(), &["--part-size-mib", "5"], &[]).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let client_dir = work.path().join("data");
+    let file = work.path().join("one-byte.wav");
+    std::fs::write(&file, b"R").unwrap();
+
+    let output = upload(&client_dir, &file, &server.url, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    for words in
+        ["The server could not process the recording", "not a readable WAV recording", "media player"]
+    {
+        assert!(stderr.contains(words), "the message lacks {words:?}: {stderr}");
+    }
+    let done = last_json(&output);
+    assert_eq!(done["status"], "failed", "{done}");
+
+    let listed = opptak(&client_dir).args(["recordings", "--json"]).output().unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["state"], "failed", "{listed:#}");
+    let status = listed[0]["status"].as_str().unwrap();
+    assert!(status.starts_with("failed: ") && status.contains("not a readable WAV recording"), "{listed:#}");
+    assert_eq!(part_bytes_received(&server), 1, "the one byte reached the server");
+}

@@ -71,8 +71,11 @@ pub enum Error {
         "The recording stopped growing without being finished. Run `opptak resume` to repair and upload it."
     )]
     SourceAbandoned,
-    /// The server could not process what it received.
-    #[error("The server could not process the recording: {0}")]
+    /// The server could not process what it received; the reason is the server's.
+    #[error(
+        "The server could not process the recording: {}. The file stays on this computer: if it plays in a media player, upload it again; if not, it is damaged or not the kind of file its name says.",
+        .0.trim_end_matches('.')
+    )]
     ServerRejected(String),
     /// The server holds other bytes than the local file.
     #[error(
@@ -99,3 +102,22 @@ pub enum Error {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_rejected_recording_says_why_and_what_to_do_in_one_line() {
+        let message = Error::ServerRejected(
+            "The file is not a readable WAV recording (Failed to read enough bytes.).".into(),
+        )
+        .to_string();
+        assert_eq!(
+            message,
+            "The server could not process the recording: The file is not a readable WAV recording (Failed to read enough bytes.). \
+             The file stays on this computer: if it plays in a media player, upload it again; if not, it is damaged or not the kind of file its name says."
+        );
+        assert!(!message.contains('\n'));
+    }
+}
