@@ -49,6 +49,18 @@ impl ChildGuard {
         Ok(())
     }
 
+    /// Waits for the child to exit by itself; fails after `timeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{} did not exit within {timeout:?}", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, then SIGKILL if the child has not exited within the grace period.
     pub fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {

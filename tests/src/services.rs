@@ -63,7 +63,7 @@ impl Xvfb {
 pub struct PulseAudio {
     // Fields drop in order: the capture stream, then the daemon, then its folder.
     keeper: Option<ChildGuard>,
-    _daemon: ChildGuard,
+    daemon: ChildGuard,
     runtime_dir: tempfile::TempDir,
 }
 
@@ -103,7 +103,7 @@ impl PulseAudio {
             socket.exists() || daemon.ensure_running().is_err()
         })?;
         daemon.ensure_running()?;
-        Ok(Some(Self { keeper: None, _daemon: daemon, runtime_dir }))
+        Ok(Some(Self { keeper: None, daemon, runtime_dir }))
     }
 
     /// Keeps a low-latency capture stream open on the monitor and waits for
@@ -121,6 +121,25 @@ impl PulseAudio {
         self.keeper = Some(ChildGuard::spawn("parec", &mut command)?);
         std::thread::sleep(Duration::from_secs(3));
         Ok(())
+    }
+
+    /// Plays a WAV file into the virtual microphone, in real time, and
+    /// returns when it has been played.
+    pub fn play(&self, clip: &Path) -> anyhow::Result<()> {
+        let mut command = Command::new("paplay");
+        command.args(["-d", "vsink"]).arg(clip);
+        for (key, value) in self.env() {
+            command.env(key, value);
+        }
+        let status = command.status().map_err(|err| anyhow::anyhow!("could not run paplay: {err}"))?;
+        anyhow::ensure!(status.success(), "paplay {} failed: {status}", clip.display());
+        Ok(())
+    }
+
+    /// Stops the daemon, as if the microphone was unplugged.
+    pub fn stop_daemon(&mut self) {
+        self.keeper = None;
+        self.daemon.stop();
     }
 
     /// Environment that points a client process at this daemon.
