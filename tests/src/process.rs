@@ -37,6 +37,11 @@ impl ChildGuard {
         }
     }
 
+    /// Takes the child's stdin, when it was piped.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
     /// Takes the child's stdout, when it was piped.
     pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
         self.child.stdout.take()

@@ -25,6 +25,10 @@ struct RecordProcess {
 
 impl RecordProcess {
     fn spawn(data_dir: &Path, pulse: &PulseAudio, args: &[&str]) -> Self {
+        Self::spawn_with_env(data_dir, &pulse.env(), args)
+    }
+
+    fn spawn_with_env(data_dir: &Path, env: &[(&str, String)], args: &[&str]) -> Self {
         let mut command = Command::new(workspace_bin("opptak"));
         command
             .arg("--data-dir")
@@ -32,8 +36,9 @@ impl RecordProcess {
             .args(["record", "--json"])
             .args(args)
             .env_remove("OPPTAK_TOKEN")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped());
-        for (key, value) in pulse.env() {
+        for (key, value) in env {
             command.env(key, value);
         }
         let mut child = ChildGuard::spawn("opptak record", &mut command).unwrap();
@@ -364,4 +369,95 @@ fn a_long_recording_uploads_while_recording_and_is_ready_within_3_s_of_stop() {
     assert_eq!(last["sha256"], sha256_hex(&std::fs::read(&path).unwrap()));
     let seconds = last["seconds"].as_f64().unwrap();
     assert!((seconds - 150.0).abs() < 0.5, "recorded {seconds} s");
+}
+
+/// Runs `opptak record` to its end with `env`, returning exit code, stdout and stderr.
+fn record_once(data_dir: &Path, env: &[(&str, String)], args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(workspace_bin("opptak"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["record", "--no-upload"])
+        .args(args)
+        .envs(env.iter().map(|(key, value)| (*key, value)))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.map(|entry| entry.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn without_a_microphone_or_disk_space_nothing_is_recorded_and_the_user_is_told_why() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let no_sound_server =
+        [("PULSE_SERVER", format!("unix:{}", temp.path().join("no-such-socket").display()))];
+    let (code, _, stderr) = record_once(&data, &no_sound_server, &["--seconds", "2"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    // libasound prints its own complaints first; Opptak's is one line, the last.
+    let ours: Vec<&str> = stderr.lines().filter(|line| line.starts_with("opptak:")).collect();
+    assert_eq!(ours.len(), 1, "one line from opptak: {stderr}");
+    assert_eq!(stderr.trim().lines().last(), Some(ours[0]));
+    assert!(stderr.contains("No microphone found") && stderr.contains("Plug in a microphone"), "{stderr}");
+    assert!(files_in(&data.join("recordings")).is_empty(), "no half-made file");
+
+    let Some(pulse) = virtual_microphone() else { return };
+    let (code, _, stderr) =
+        record_once(&data, &pulse.env(), &["--seconds", "2", "--min-free-mb", "100000000000"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("MB is free on the disk") && stderr.contains("Free some space"), "{stderr}");
+    assert!(files_in(&data.join("recordings")).is_empty(), "no half-made file");
+    let listed = Command::new(workspace_bin("opptak"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["recordings", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), serde_json::json!([]));
+
+    // Free space "falls below" the limit at the first check while recording.
+    let (code, stdout, stderr) = record_once(
+        &data,
+        &pulse.env(),
+        &["--seconds", "30", "--json", "--min-free-mb", "0", "--stop-below-mb", "100000000000"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "onThisComputer", "{last}");
+    assert!(last["stopReason"].as_str().unwrap().contains("disk is nearly full"), "{last}");
+    let seconds = last["seconds"].as_f64().unwrap();
+    assert!((0.5..3.0).contains(&seconds), "stopped after {seconds} s");
+    let (_, samples) = samples_of(Path::new(last["path"].as_str().unwrap()));
+    assert_eq!(samples.len() as f64 / f64::from(RATE), seconds);
+}
+
+#[test]
+fn paused_time_is_not_recorded() {
+    use std::io::Write;
+    let Some(pulse) = virtual_microphone() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let mut record =
+        RecordProcess::spawn(&temp.path().join("data"), &pulse, &["--no-upload", "--seconds", "6"]);
+    let mut stdin = record.child.take_stdin().unwrap();
+    record.event("recording", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    stdin.write_all(b"\n").unwrap();
+    let (paused_at, _) = record.event("paused", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    stdin.write_all(b"\n").unwrap();
+    let (resumed_at, _) = record.event("resumed", Duration::from_secs(5));
+    let (status, _, last) = record.finish(Duration::from_secs(20));
+    assert!(status.success(), "{status}: {last}");
+    let paused = resumed_at.duration_since(paused_at).as_secs_f64();
+    let seconds = last["seconds"].as_f64().unwrap();
+    assert!((seconds - (6.0 - paused)).abs() < 0.15, "{seconds} s recorded in 6 s with {paused:.2} s paused");
 }

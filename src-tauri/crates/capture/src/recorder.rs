@@ -144,6 +144,10 @@ pub enum CaptureEvent {
     },
     /// Sound is back after [`CaptureEvent::SilenceStarted`].
     SilenceEnded,
+    /// The user paused; nothing is recorded until [`CaptureEvent::Resumed`].
+    Paused,
+    /// Recording goes on after a pause.
+    Resumed,
     /// The microphone went away; recording is paused until it is back.
     DeviceLost {
         /// What happened and what to do.
@@ -562,6 +566,7 @@ impl Writer {
                     if self.state == RecorderState::Recording {
                         self.state = RecorderState::Paused;
                         self.commit()?;
+                        self.emit(CaptureEvent::Paused);
                     }
                 }
                 Ok(Command::Resume) => {
@@ -573,6 +578,7 @@ impl Writer {
                     if self.state == RecorderState::Paused {
                         self.state = RecorderState::Recording;
                         self.publish();
+                        self.emit(CaptureEvent::Resumed);
                     }
                 }
                 Ok(Command::StreamFailed(reason)) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use opptak_capture::{AudioFormat, CaptureEvent, RecorderState};
+use opptak_core::recording::RecorderLimits;
 use opptak_core::{DataDir, Opptak, RecordOptions, RecordedFile, RecordingSession, SessionEvent};
 use opptak_journal::RecordingState;
 use opptak_upload::{UploadEvent, Uploaded};
@@ -27,6 +28,12 @@ pub struct RecordArgs {
     name: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
+    /// Refuse to start with less free disk space than this, in MB.
+    #[arg(long, value_name = "MB", default_value_t = 500)]
+    min_free_mb: u64,
+    /// Stop (keeping the recording) when free disk space falls below this, in MB.
+    #[arg(long, value_name = "MB", default_value_t = 200)]
+    stop_below_mb: u64,
     /// Only record; upload later with `opptak resume`.
     #[arg(long, conflicts_with = "server")]
     no_upload: bool,
@@ -132,6 +139,8 @@ impl Display {
             }
             SessionEvent::Capture(CaptureEvent::SilenceEnded) => self.say("Sound is back."),
             SessionEvent::Capture(CaptureEvent::DeviceLost { message }) => self.say(message),
+            SessionEvent::Capture(CaptureEvent::Paused) => self.say("Paused. Press Enter to go on."),
+            SessionEvent::Capture(CaptureEvent::Resumed) => self.say("Recording again."),
             SessionEvent::Capture(CaptureEvent::DeviceBack) => {
                 self.say("The microphone is back; recording goes on.")
             }
@@ -187,9 +196,26 @@ async fn stop_requested() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Shows events until the user, `--seconds` or the recorder ends the recording.
+/// Each line typed on stdin (Enter) toggles pause. A plain thread, because
+/// a read of stdin cannot be cancelled and must not hold up the exit.
+fn enter_presses() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (send, presses) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for _ in std::io::stdin().lines().map_while(Result::ok) {
+            if send.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    presses
+}
+
+/// Shows events until the user, `--seconds` or the recorder ends the
+/// recording; Enter pauses and resumes.
 async fn run_until_stopped(session: &RecordingSession, display: &mut Display, seconds: Option<u64>) {
     let mut events = session.subscribe();
+    let mut presses = enter_presses();
+    let mut paused = false;
     let mut progress = session.progress();
     let deadline = async {
         match seconds {
@@ -204,6 +230,10 @@ async fn run_until_stopped(session: &RecordingSession, display: &mut Display, se
         tokio::select! {
             () = &mut stop => break,
             () = &mut deadline => break,
+            Some(()) = presses.recv() => {
+                paused = !paused;
+                if paused { session.pause() } else { session.resume() }
+            }
             changed = progress.changed() => {
                 let Ok(()) = changed else { break };
                 let snapshot = progress.borrow_and_update().clone();
@@ -266,7 +296,12 @@ async fn settle(opptak: &Opptak, file: RecordedFile) -> Outcome {
 pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<ExitCode> {
     let opptak = Opptak::open(data_dir)?;
     let destination = if args.no_upload { None } else { Some(opptak.connect(&args.server.target()).await?) };
-    let options = RecordOptions { device: args.device.clone(), name: args.name.clone(), limits: None };
+    let limits = RecorderLimits {
+        min_free_to_start: args.min_free_mb * 1_000_000,
+        min_free_while_recording: args.stop_below_mb * 1_000_000,
+    };
+    let options =
+        RecordOptions { device: args.device.clone(), name: args.name.clone(), limits: Some(limits) };
     let session = match opptak.record(options, destination.as_ref()).await {
         Ok(session) => session,
         Err(err) => {
@@ -280,8 +315,8 @@ pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<Exit
     let channels =
         if format.channels == 1 { "1 channel".into() } else { format!("{} channels", format.channels) };
     let how_to_stop = match args.seconds {
-        Some(seconds) => format!("for {seconds} s; Ctrl-C stops sooner"),
-        None => "until Ctrl-C".into(),
+        Some(seconds) => format!("for {seconds} s; Enter pauses, Ctrl-C stops sooner"),
+        None => "until Ctrl-C; Enter pauses and resumes".into(),
     };
     let mut display = Display::new(args.json);
     if args.json {
@@ -359,7 +394,9 @@ pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<Exit
     if let Some(destination) = destination {
         destination.shutdown().await;
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    // A recorder that stopped on its own (a full disk) did not record what
+    // was asked, though it kept what it had.
+    Ok(if failed || stopped.reason.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Seconds of audio in a recording Opptak wrote (16-bit PCM after a 44-byte header).
