@@ -135,14 +135,14 @@ impl Display {
         match event {
             SessionEvent::Capture(CaptureEvent::Level { peak_dbfs, .. }) => self.level = *peak_dbfs,
             SessionEvent::Capture(CaptureEvent::SilenceStarted { message }) => {
-                self.say(&format!("Warning: {message}"))
+                self.say(&format!("Warning: {message}"));
             }
             SessionEvent::Capture(CaptureEvent::SilenceEnded) => self.say("Sound is back."),
             SessionEvent::Capture(CaptureEvent::DeviceLost { message }) => self.say(message),
             SessionEvent::Capture(CaptureEvent::Paused) => self.say("Paused. Press Enter to go on."),
             SessionEvent::Capture(CaptureEvent::Resumed) => self.say("Recording again."),
             SessionEvent::Capture(CaptureEvent::DeviceBack) => {
-                self.say("The microphone is back; recording goes on.")
+                self.say("The microphone is back; recording goes on.");
             }
             SessionEvent::Capture(CaptureEvent::Overrun { dropped_frames }) => {
                 self.say(&format!(
@@ -153,7 +153,7 @@ impl Display {
                 self.say(&format!("The file is full; recording goes on in {}.", path.display()));
             }
             SessionEvent::Capture(CaptureEvent::Stopped { reason: Some(reason) }) => {
-                self.say(&format!("Stopped: {reason}"))
+                self.say(&format!("Stopped: {reason}"));
             }
             SessionEvent::Capture(CaptureEvent::Stopped { reason: None }) => {}
             SessionEvent::Upload { event, .. } => match event {
