@@ -6,6 +6,7 @@
 //! developer's machine, but fails under `CI=true`: a skipped end-to-end test
 //! must never pass silently in CI.
 
+pub mod bench;
 mod process;
 mod proxy;
 mod seaweed;

@@ -5,7 +5,7 @@
 //!   lock-free ring buffer (rtrb); it never blocks or allocates, and counts
 //!   what did not fit;
 //! - the recorder thread owns the stream and the file: it drains the ring
-//!   every few milliseconds, writes, measures levels, and every second
+//!   ten times a second, writes, measures levels, and every second
 //!   commits (header + fsync) and publishes the durable length;
 //! - the owner ([`Recorder`]) sends it pause, resume and stop.
 
@@ -25,8 +25,10 @@ use crate::level::{Level, LevelMeter, SilenceChange, SilenceWatchdog};
 use crate::wav::{DurableWav, MAX_DATA_BYTES};
 use crate::{Error, Result};
 
-/// How often the recorder thread drains the ring buffer.
-const TICK: Duration = Duration::from_millis(20);
+/// How often the recorder thread drains the ring buffer (which holds 2 s).
+/// Waking less often is most of what the recorder can save: at 20 ms it
+/// cost a fifth more CPU than at 100 ms.
+const TICK: Duration = Duration::from_millis(100);
 /// How often the file is committed (header written, fsynced).
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// A stream that delivers nothing for this long has lost its device.
