@@ -461,3 +461,72 @@ fn paused_time_is_not_recorded() {
     let seconds = last["seconds"].as_f64().unwrap();
     assert!((seconds - (6.0 - paused)).abs() < 0.15, "{seconds} s recorded in 6 s with {paused:.2} s paused");
 }
+
+#[test]
+fn offline_the_recording_is_kept_and_resume_uploads_it_once_the_server_answers() {
+    let Some(pulse) = virtual_microphone() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let port = opptak_tests::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut record =
+        RecordProcess::spawn(&data, &pulse, &["--seconds", "3", "--server", &url, "--token", TEST_TOKEN]);
+    let (_, waiting) = record.event("waitingForNetwork", Duration::from_secs(10));
+    assert!(waiting["reason"].as_str().unwrap().contains(&url), "{waiting}");
+    let (status, _, last) = record.finish(Duration::from_secs(30));
+    assert!(status.success(), "kept for later is not a failure: {status} {last}");
+    assert_eq!(last["status"], "waitingForNetwork", "{last}");
+    let path = PathBuf::from(last["path"].as_str().unwrap());
+    let (_, samples) = samples_of(&path);
+    assert!((samples.len() as f64 / f64::from(RATE) - 3.0).abs() < 0.1);
+
+    let _server =
+        OpptakServe::start_at(&temp.path().join("server"), &format!("127.0.0.1:{port}"), &[]).unwrap();
+    let resume = Command::new(workspace_bin("opptak"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["resume", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&resume.stdout);
+    assert!(resume.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&resume.stderr));
+    let done: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(done["status"], "ready", "{stdout}");
+    assert_eq!(done["sha256"], sha256_hex(&std::fs::read(&path).unwrap()));
+}
+
+#[test]
+fn devices_lists_the_microphones_with_the_default_first() {
+    let Some(pulse) = virtual_microphone() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let output = Command::new(workspace_bin("opptak"))
+        .arg("--data-dir")
+        .arg(temp.path())
+        .args(["devices", "--json"])
+        .envs(pulse.env())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let devices: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(devices[0]["isDefault"], true, "{devices}");
+    assert_eq!(
+        (devices[0]["sampleRate"].as_u64(), devices[0]["channels"].as_u64()),
+        (Some(48_000), Some(1)),
+        "{devices}"
+    );
+    let name = devices[0]["name"].as_str().unwrap();
+
+    // The name it lists is the name `record --device` takes; an unknown one is refused.
+    let (code, stdout, stderr) =
+        record_once(temp.path(), &pulse.env(), &["--seconds", "1", "--json", "--device", name]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "onThisComputer", "{last}");
+    let (code, _, stderr) =
+        record_once(temp.path(), &pulse.env(), &["--seconds", "1", "--device", "No Such Mic"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("There is no microphone called \"No Such Mic\"") && stderr.contains("opptak devices"),
+        "{stderr}"
+    );
+}
