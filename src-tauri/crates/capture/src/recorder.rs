@@ -207,12 +207,6 @@ impl Recorder {
     pub fn start(config: RecorderConfig) -> Result<Self> {
         let dir = config.path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
         check_free_space(dir, config.min_free_to_start)?;
-        if config.path.exists() {
-            return Err(Error::Write {
-                path: config.path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the file already exists"),
-            });
-        }
         let (events, _) = broadcast::channel(256);
         let (commands_tx, commands) = mpsc::channel();
         let (ready_tx, ready) = mpsc::sync_channel(1);
@@ -334,7 +328,7 @@ struct Input {
     format: AudioFormat,
     samples: rtrb::Consumer<i16>,
     shared: Arc<Shared>,
-    _stream: cpal::Stream,
+    stream: cpal::Stream,
 }
 
 impl Input {
@@ -379,12 +373,7 @@ impl Input {
         }
         .map_err(|err| Error::NoMicrophone { reason: format!("{name} cannot be opened: {err}") })?;
         stream.play().map_err(|err| Error::NoMicrophone { reason: format!("{name} cannot start: {err}") })?;
-        Ok(Self {
-            format: AudioFormat { device: name, sample_rate, channels },
-            samples,
-            shared,
-            _stream: stream,
-        })
+        Ok(Self { format: AudioFormat { device: name, sample_rate, channels }, samples, shared, stream })
     }
 }
 
@@ -523,7 +512,7 @@ impl Writer {
         let outcome = self.record(&mut input, commands, errors, config);
         // Whatever ended the recording, the audio already captured is kept.
         if let Some(mut live) = input.take() {
-            drop(live._stream);
+            drop(live.stream);
             let _ = self.drain(&mut live.samples);
         }
         let finished = self.finish_file();
@@ -635,7 +624,7 @@ impl Writer {
 
     fn lose_device(&mut self, input: &mut Option<Input>, reason: &str) -> Result<()> {
         if let Some(mut live) = input.take() {
-            drop(live._stream);
+            drop(live.stream);
             self.drain(&mut live.samples)?;
         }
         self.commit()?;

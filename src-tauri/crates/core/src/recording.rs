@@ -185,7 +185,9 @@ async fn blocking<T: Send + 'static>(
 /// An exclusive OS lock that says "a live process is recording this file";
 /// the kernel drops it when the process dies, however it dies.
 #[derive(Debug)]
-struct CaptureLock(#[allow(dead_code)] File);
+struct CaptureLock {
+    _file: File,
+}
 
 impl CaptureLock {
     fn path(data_dir: &Path, recording: &Path) -> PathBuf {
@@ -214,7 +216,7 @@ impl CaptureLock {
         }
         // For a person looking at the folder: which process records.
         file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(unusable)?;
-        Ok(Some(Self(file)))
+        Ok(Some(Self { _file: file }))
     }
 }
 
@@ -466,4 +468,85 @@ fn repair(path: &Path) -> std::result::Result<(u64, String), String> {
     let mut file = File::open(path).map_err(|err| format!("its file cannot be read ({err})"))?;
     std::io::copy(&mut file, &mut hasher).map_err(|err| format!("its file cannot be read ({err})"))?;
     Ok((repaired.len, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DataDir;
+
+    /// A WAV file as a killed recorder leaves it: samples on disk, the
+    /// header's sizes still zero.
+    fn killed_recording(path: &Path, frames: usize) {
+        let mut bytes = Vec::new();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::new(std::io::Cursor::new(&mut bytes), spec).unwrap();
+        for n in 0..frames {
+            writer.write_sample(n as i16).unwrap();
+        }
+        writer.finalize().unwrap();
+        bytes[4..8].fill(0);
+        bytes[40..44].fill(0);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn journaled(opptak: &Opptak, path: &Path) -> i64 {
+        let new = NewRecording::growing(path, "lesson", "audio/wav", "audio", false);
+        opptak.journal().add_recording(new).unwrap().id
+    }
+
+    #[test]
+    fn opening_repairs_a_dead_recording_fails_a_lost_one_and_leaves_a_live_one_alone() {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::at(temp.path());
+        let opptak = Opptak::open(&data_dir).unwrap();
+        let dead = temp.path().join("dead.wav");
+        killed_recording(&dead, 4000);
+        let dead_id = journaled(&opptak, &dead);
+        let lost_id = journaled(&opptak, &temp.path().join("lost.wav"));
+        let live = temp.path().join("live.wav");
+        killed_recording(&live, 10);
+        let live_id = journaled(&opptak, &live);
+        let _live_lock = CaptureLock::try_take(temp.path(), &live).unwrap().unwrap();
+
+        let reopened = Opptak::open(&data_dir).unwrap();
+        let recording = |id| reopened.journal().recording(id).unwrap().unwrap();
+        let dead = recording(dead_id);
+        assert_eq!(
+            (dead.state, dead.finished, dead.total_bytes),
+            (RecordingState::Recovered, true, Some(44 + 8000))
+        );
+        assert_eq!(hound::WavReader::open(&dead.path).unwrap().duration(), 4000);
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&dead.path).unwrap()));
+        assert_eq!(dead.sha256.as_deref(), Some(sha256.as_str()));
+        let lost = recording(lost_id);
+        assert_eq!(lost.state, RecordingState::Failed);
+        assert!(lost.error.unwrap().contains("is gone"));
+        assert_eq!(
+            recording(live_id).state,
+            RecordingState::Recording,
+            "a live recorder's file is not touched"
+        );
+        // Recovered recordings are what resume uploads.
+        let unfinished: Vec<i64> =
+            reopened.unfinished().unwrap().iter().map(|recording| recording.id).collect();
+        assert_eq!(unfinished, [dead_id]);
+    }
+
+    #[test]
+    fn a_capture_lock_is_exclusive_until_dropped() {
+        let temp = tempfile::tempdir().unwrap();
+        let file = temp.path().join("a.wav");
+        let lock = CaptureLock::try_take(temp.path(), &file).unwrap().expect("free");
+        assert!(CaptureLock::try_take(temp.path(), &file).unwrap().is_none());
+        let pid = std::fs::read_to_string(CaptureLock::path(temp.path(), &file)).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        drop(lock);
+        assert!(CaptureLock::try_take(temp.path(), &file).unwrap().is_some());
+    }
 }
