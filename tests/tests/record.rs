@@ -104,6 +104,32 @@ impl RecordProcess {
     }
 }
 
+/// `opptak resume --json` to its end; its last line, which must say ready.
+fn resume_to_ready(data_dir: &Path) -> Value {
+    let resume = Command::new(workspace_bin("opptak"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["resume", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&resume.stdout);
+    assert!(resume.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&resume.stderr));
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "ready", "{stdout}");
+    last
+}
+
+/// `opptak recordings --json`.
+fn recordings(data_dir: &Path) -> Value {
+    let output = Command::new(workspace_bin("opptak"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["recordings", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 fn virtual_microphone() -> Option<PulseAudio> {
     let mut pulse = PulseAudio::start().unwrap()?;
     pulse.keep_source_warm().unwrap();
@@ -284,25 +310,10 @@ fn a_recording_killed_mid_lesson_is_repaired_and_uploaded_by_resume() {
     std::thread::sleep(Duration::from_secs(4).saturating_sub(started.elapsed()));
     record.child.signal(Signal::SIGKILL).unwrap();
     let _ = record.child.wait_timeout(Duration::from_secs(5)).unwrap();
-    let listed = Command::new(workspace_bin("opptak"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["recordings", "--json"])
-        .output()
-        .unwrap();
-    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let listed = recordings(&data);
     assert_eq!(listed[0]["state"], "recovered", "the next start repairs it: {listed}");
 
-    let resume = Command::new(workspace_bin("opptak"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["resume", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&resume.stdout);
-    assert!(resume.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&resume.stderr));
-    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(last["status"], "ready", "{stdout}");
+    let last = resume_to_ready(&data);
 
     let path = PathBuf::from(listed[0]["path"].as_str().unwrap());
     let bytes = std::fs::read(&path).unwrap();
@@ -416,13 +427,7 @@ fn without_a_microphone_or_disk_space_nothing_is_recorded_and_the_user_is_told_w
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("MB is free on the disk") && stderr.contains("Free some space"), "{stderr}");
     assert!(files_in(&data.join("recordings")).is_empty(), "no half-made file");
-    let listed = Command::new(workspace_bin("opptak"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["recordings", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), serde_json::json!([]));
+    assert_eq!(recordings(&data), serde_json::json!([]));
 
     // Free space "falls below" the limit at the first check while recording.
     let (code, stdout, stderr) = record_once(
@@ -482,16 +487,7 @@ fn offline_the_recording_is_kept_and_resume_uploads_it_once_the_server_answers()
 
     let _server =
         OpptakServe::start_at(&temp.path().join("server"), &format!("127.0.0.1:{port}"), &[]).unwrap();
-    let resume = Command::new(workspace_bin("opptak"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["resume", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&resume.stdout);
-    assert!(resume.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&resume.stderr));
-    let done: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(done["status"], "ready", "{stdout}");
+    let done = resume_to_ready(&data);
     assert_eq!(done["sha256"], sha256_hex(&std::fs::read(&path).unwrap()));
 }
 
