@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use opptak_core::logging::{self, LogFormat};
+use opptak_core::uploads::UploadConfig;
 use opptak_core::{DataDir, Destination, Opptak, Target};
 use tauri::Runtime;
 
@@ -55,7 +56,14 @@ pub fn create_app<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> ta
 fn start_embedded_destination(data_dir: &DataDir) -> (String, Option<Arc<Destination>>) {
     let started = tauri::async_runtime::block_on(async {
         let opptak = Opptak::open(data_dir)?;
-        opptak.connect(&Target::Embedded).await
+        let destination = opptak.connect(&Target::Embedded).await?;
+        // Uploads a crash, a closed lid or a lost network interrupted go on
+        // in the background; their state is in the journal.
+        match opptak.resume_all(Some(&destination), UploadConfig::default()).await {
+            Ok(running) => tracing::info!(uploads = running.len(), "resumed unfinished uploads"),
+            Err(err) => tracing::error!(error = %err, "could not resume unfinished uploads"),
+        }
+        Ok::<_, opptak_core::Error>(destination)
     });
     match started {
         Ok(destination) => {

@@ -244,11 +244,7 @@ pub async fn resume(json: bool, data_dir: &DataDir) -> anyhow::Result<ExitCode> 
     }
     let mut failures = 0;
     for recording in pending {
-        let target = match recording.destination_id {
-            Some(id) => opptak.target_of(id)?,
-            None => Target::Embedded,
-        };
-        let destination = opptak.connect(&target).await?;
+        let destination = opptak.connect(&opptak.target_for(&recording)?).await?;
         let reporter = Reporter::new(json, &recording.name, recording.upload_size());
         let upload = opptak.upload(&recording, &destination, UploadConfig::default());
         let result = drive(upload, reporter, recording.id, false).await;

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use opptak_journal::{Journal, LocalRecording, NewRecording, RecordingState};
 use opptak_server::{Server, ServerHandle, UserToken};
-use opptak_upload::{ApiClient, Source, UploadConfig, UploadHandle};
+use opptak_upload::{ApiClient, Source};
+/// The upload engine's types a front end needs to run and watch uploads.
+pub use opptak_upload::{UploadConfig, UploadEvent, UploadHandle, Uploaded};
 
 use crate::{DataDir, Error, Result};
 
@@ -203,6 +205,37 @@ impl Opptak {
             .collect())
     }
 
+    /// Where `recording` goes: its journaled destination, or this computer
+    /// when it has none yet.
+    pub fn target_for(&self, recording: &LocalRecording) -> Result<Target> {
+        match recording.destination_id {
+            Some(id) => self.target_of(id),
+            None => Ok(Target::Embedded),
+        }
+    }
+
+    /// Starts uploading every unfinished recording in the background, as the
+    /// desktop app does when it starts. Recordings for this computer go to
+    /// `embedded` (the running in-process server; they wait when it is
+    /// `None`), the others to their own server. Returns the running uploads.
+    pub async fn resume_all(
+        &self,
+        embedded: Option<&Destination>,
+        config: UploadConfig,
+    ) -> Result<Vec<(LocalRecording, UploadHandle)>> {
+        let mut running = Vec::new();
+        for recording in self.unfinished()? {
+            let handle = match (self.target_for(&recording)?, embedded) {
+                (Target::Embedded, Some(destination)) => self.upload(&recording, destination, config.clone()),
+                (Target::Embedded, None) => continue,
+                (remote, _) => self.upload(&recording, &self.connect(&remote).await?, config.clone()),
+            };
+            tracing::info!(recording = recording.id, "resuming upload");
+            running.push((recording, handle));
+        }
+        Ok(running)
+    }
+
     /// Each recording with the words that say where it is.
     pub fn recordings(&self) -> Result<Vec<(LocalRecording, String)>> {
         let recordings = self.journal.recordings().map_err(journal_error)?;
@@ -250,4 +283,40 @@ fn embedded_token(dir: &Path) -> Result<String> {
         .and_then(|mut file| file.write_all(token.as_bytes()))
         .map_err(|err| Error::Embedded(format!("cannot write {}: {err}", path.display())))?;
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn resume_all_takes_an_unfinished_recording_to_ready_on_the_running_embedded_server() {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::at(temp.path().join("data"));
+        let opptak = Opptak::open(&data_dir).unwrap();
+        let file = temp.path().join("lesson.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::create(&file, spec).unwrap();
+        for n in 0..8000 {
+            writer.write_sample((n % 200) as i16).unwrap();
+        }
+        writer.finalize().unwrap();
+        let recording = opptak.add_file(&file, "lesson", None).await.unwrap();
+        let embedded = opptak.connect(&Target::Embedded).await.unwrap();
+
+        let running = opptak.resume_all(Some(&embedded), UploadConfig::default()).await.unwrap();
+        assert_eq!(running.len(), 1);
+        let (resumed, upload) = running.into_iter().next().unwrap();
+        assert_eq!(resumed.id, recording.id);
+        let uploaded = upload.join().await.unwrap();
+        assert_eq!(Some(uploaded.sha256), recording.sha256);
+        assert!(opptak.unfinished().unwrap().is_empty());
+        assert!(opptak.resume_all(Some(&embedded), UploadConfig::default()).await.unwrap().is_empty());
+        embedded.shutdown().await;
+    }
 }
