@@ -510,6 +510,7 @@ fn devices_lists_the_microphones_with_the_default_first() {
         (Some(48_000), Some(1)),
         "{devices}"
     );
+    assert!(devices[0]["sampleRates"].as_array().unwrap().contains(&serde_json::json!(44_100)), "{devices}");
     let name = devices[0]["name"].as_str().unwrap();
 
     // The name it lists is the name `record --device` takes; an unknown one is refused.

@@ -15,9 +15,15 @@ pub struct InputDevice {
     pub is_default: bool,
     /// Channels of the device's default input configuration.
     pub channels: u16,
-    /// Sample rate (Hz) of the device's default input configuration.
+    /// Sample rate (Hz) of the device's default input configuration, the
+    /// one recording uses.
     pub sample_rate: u32,
+    /// The common sample rates (Hz) the device can also deliver.
+    pub sample_rates: Vec<u32>,
 }
+
+/// Rates worth naming; devices offer ranges, often from 1 Hz up.
+const COMMON_RATES: [u32; 7] = [8_000, 16_000, 22_050, 32_000, 44_100, 48_000, 96_000];
 
 fn describe(device: &cpal::Device, is_default: bool) -> Result<InputDevice> {
     // `supports_input()` can wrongly say no on ALSA; asking for the default
@@ -28,7 +34,31 @@ fn describe(device: &cpal::Device, is_default: bool) -> Result<InputDevice> {
         .description()
         .map(|description| description.name().to_owned())
         .unwrap_or_else(|_| "unnamed input".to_owned());
-    Ok(InputDevice { name, is_default, channels: config.channels(), sample_rate: config.sample_rate() })
+    let mut sample_rates: Vec<u32> = device
+        .supported_input_configs()
+        .map(|ranges| {
+            let ranges: Vec<_> = ranges.collect();
+            COMMON_RATES
+                .into_iter()
+                .filter(|rate| {
+                    ranges
+                        .iter()
+                        .any(|range| (range.min_sample_rate()..=range.max_sample_rate()).contains(rate))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !sample_rates.contains(&config.sample_rate()) {
+        sample_rates.push(config.sample_rate());
+        sample_rates.sort_unstable();
+    }
+    Ok(InputDevice {
+        name,
+        is_default,
+        channels: config.channels(),
+        sample_rate: config.sample_rate(),
+        sample_rates,
+    })
 }
 
 /// The input recording uses when the user has not picked one.
