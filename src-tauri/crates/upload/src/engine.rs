@@ -5,8 +5,12 @@
 //! Invariants kept here:
 //! - a part is journaled as sent only after storage answered its PUT with
 //!   an ETag equal to the MD5 of the bytes read from the file;
-//! - a part's bytes are read from the file for each attempt and hashed
-//!   again, so memory holds at most `concurrency` parts;
+//! - a part's bytes are read from the file for each attempt, and hashed
+//!   again for each retry, so memory holds at most `concurrency` parts
+//!   (parts hashed ahead of their turn, side by side with the one being
+//!   read, are read a chunk at a time and only their MD5 is kept);
+//! - every byte is hashed once per algorithm: MD5 for its part, SHA-256 (when
+//!   the journal has none) as the parts are read in order.
 //! - `finish` is sent only when parts 1..N cover the finished file exactly;
 //! - on resume, storage's `listparts` and the journal are reconciled before
 //!   anything is sent: a stored part with the local bytes' MD5 is adopted, a
@@ -32,6 +36,7 @@ use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
 use crate::client::{ApiClient, CallError};
+use crate::lanes;
 use crate::source::{Source, part_range, sendable_parts};
 use crate::{Error, Result};
 
@@ -348,11 +353,15 @@ impl Engine {
         source: &mut Source,
     ) -> std::result::Result<Uploaded, Interrupted> {
         let mut sent = self.reconcile(session, source).await?;
+        // With no SHA-256 in the journal, the parts' reads compute it as
+        // they go, so the file need not be read again for it.
+        let mut sha256 = recording.sha256.is_none().then(RunningSha256::default);
         if session.state == SessionState::Open {
-            self.send_parts(session, source, &mut sent).await?;
+            self.send_parts(session, source, &mut sent, &mut sha256).await?;
         }
         let len = source.current().durable_len;
-        self.finish(recording, session, &sent, len).await?;
+        let sha256 = sha256.and_then(|running| running.of_whole(len));
+        self.finish(recording, session, &sent, len, sha256).await?;
         self.wait_ready(session, source.path(), len).await.map_err(Interrupted::Failed)
     }
 
@@ -385,8 +394,10 @@ impl Engine {
             .map(|part| (part.part_number, (part.etag.trim_matches('"').to_owned(), part.size_bytes)))
             .collect();
         let mut sent = BTreeMap::new();
-        for (number, part) in &journaled {
-            let local = read_md5(source.path(), part.offset, part.size).await?;
+        let local =
+            md5_of_ranges(source.path(), journaled.values().map(|part| (part.offset, part.size)).collect())
+                .await?;
+        for ((number, part), local) in journaled.iter().zip(local) {
             if local != part.md5_hex {
                 return Err(
                     Error::FileChanged { path: source.path().display().to_string(), part: *number }.into()
@@ -407,16 +418,25 @@ impl Engine {
             }
         }
         let durable = source.current();
-        for (number, (etag, size)) in stored {
-            if sent.contains_key(&number) {
-                continue;
-            }
-            let (offset, expected) =
-                part_range(number, session.part_size_bytes, durable.finished.then_some(durable.durable_len));
-            if size != expected || offset + size > durable.durable_len {
-                continue;
-            }
-            let md5_hex = read_md5(source.path(), offset, size).await?;
+        let candidates: Vec<(u32, String, u64, u64)> = stored
+            .into_iter()
+            .filter(|(number, _)| !sent.contains_key(number))
+            .filter_map(|(number, (etag, size))| {
+                let (offset, expected) = part_range(
+                    number,
+                    session.part_size_bytes,
+                    durable.finished.then_some(durable.durable_len),
+                );
+                (size == expected && offset + size <= durable.durable_len)
+                    .then_some((number, etag, offset, size))
+            })
+            .collect();
+        let local = md5_of_ranges(
+            source.path(),
+            candidates.iter().map(|(_, _, offset, size)| (*offset, *size)).collect(),
+        )
+        .await?;
+        for ((number, etag, offset, size), md5_hex) in candidates.into_iter().zip(local) {
             if md5_hex == etag {
                 let part = PartRecord { number, offset, size, md5_hex, etag };
                 let record = part.clone();
@@ -433,7 +453,9 @@ impl Engine {
         session: &UploadSession,
         source: &mut Source,
         sent: &mut BTreeMap<u32, PartRecord>,
+        sha256: &mut Option<RunningSha256>,
     ) -> std::result::Result<(), Interrupted> {
+        let mut hashed_ahead = BTreeMap::new();
         let mut in_flight: JoinSet<std::result::Result<PartRecord, Interrupted>> = JoinSet::new();
         let mut flying = BTreeSet::new();
         let shared = Arc::new(PartSender {
@@ -447,12 +469,25 @@ impl Engine {
         loop {
             let state = source.current();
             let len = state.finished.then_some(state.durable_len);
-            let due: Vec<u32> = sendable_parts(state, session.part_size_bytes, source.holds_first_part())
-                .filter(|number| !sent.contains_key(number) && !flying.contains(number))
-                .take(self.config.concurrency.saturating_sub(flying.len()))
-                .collect();
+            let mut waiting = sendable_parts(state, session.part_size_bytes, source.holds_first_part())
+                .filter(|number| !sent.contains_key(number) && !flying.contains(number));
+            let due: Vec<u32> =
+                waiting.by_ref().take(self.config.concurrency.saturating_sub(flying.len())).collect();
             if !due.is_empty() {
-                for prepared in self.prepare(session, source.path(), &due, len).await? {
+                let ahead: Vec<u32> = waiting
+                    .filter(|number| !hashed_ahead.contains_key(number))
+                    .take(lanes::LANES - 1)
+                    .collect();
+                let reads = PartReads {
+                    path: source.path().to_path_buf(),
+                    due: due.iter().map(|&n| (n, part_range(n, session.part_size_bytes, len))).collect(),
+                    ahead: ahead.iter().map(|&n| (n, part_range(n, session.part_size_bytes, len))).collect(),
+                    hashed_ahead: std::mem::take(&mut hashed_ahead),
+                    sha256: sha256.take(),
+                };
+                let (parts, reads) = reads.run().await?;
+                (hashed_ahead, *sha256) = (reads.hashed_ahead, reads.sha256);
+                for prepared in self.presign(session, parts).await? {
                     flying.insert(prepared.record.number);
                     let sender = shared.clone();
                     in_flight.spawn(async move { sender.send(prepared).await });
@@ -481,27 +516,16 @@ impl Engine {
         }
     }
 
-    /// Reads and hashes the parts about to go and presigns them in one call.
-    async fn prepare(
+    /// Presigns the parts about to go, read and hashed, in one call.
+    async fn presign(
         &self,
         session: &UploadSession,
-        path: &Path,
-        numbers: &[u32],
-        len: Option<u64>,
+        prepared: Vec<(PartRecord, bytes::Bytes, [u8; 16])>,
     ) -> std::result::Result<Vec<Prepared>, Interrupted> {
-        let mut prepared = Vec::with_capacity(numbers.len());
-        for &number in numbers {
-            let (offset, size) = part_range(number, session.part_size_bytes, len);
-            let bytes = read_part(path, offset, size).await?;
-            let digest: [u8; 16] = md5::Md5::digest(&bytes).into();
-            let record =
-                PartRecord { number, offset, size, md5_hex: hex::encode(digest), etag: String::new() };
-            prepared.push((record, bytes, digest));
-        }
         let request = PartsRequest {
             recording_id: session.server_recording_id.clone(),
             upload_id: session.upload_id.clone(),
-            part_numbers: numbers.to_vec(),
+            part_numbers: prepared.iter().map(|(record, _, _)| record.number).collect(),
             content_md5: Some(
                 prepared.iter().map(|(_, _, digest)| ContentMd5::from_digest(*digest)).collect(),
             ),
@@ -528,6 +552,7 @@ impl Engine {
         session: &UploadSession,
         sent: &BTreeMap<u32, PartRecord>,
         len: u64,
+        sha256: Option<String>,
     ) -> std::result::Result<(), Interrupted> {
         let count = len.div_ceil(session.part_size_bytes) as u32;
         let covered: u64 = (1..=count).filter_map(|n| sent.get(&n)).map(|part| part.size).sum();
@@ -542,7 +567,16 @@ impl Engine {
         if !journaled.finished {
             // A growing source that finished without its writer saying so
             // in the journal: record the final length and checksum now.
-            let sha256 = sha256_file(&journaled.path).await?;
+            let sha256 = match sha256 {
+                Some(sha256) => sha256,
+                None => sha256_file(&journaled.path).await?,
+            };
+            self.journal(move |journal| journal.mark_finished(id, len, Some(&sha256)).map(|_| ())).await?;
+        } else if journaled.sha256.is_none()
+            && let Some(sha256) = sha256
+        {
+            // The parts' reads computed it: keep it, so that the check
+            // after finish need not read the file again.
             self.journal(move |journal| journal.mark_finished(id, len, Some(&sha256)).map(|_| ())).await?;
         }
         self.set_state(RecordingState::Finishing, None).await?;
@@ -751,37 +785,294 @@ fn refused(err: CallError) -> Error {
     }
 }
 
+/// The hashing that spans the parts' reads: MD5s computed ahead of their
+/// part's turn, and the SHA-256 of the file so far.
+///
+/// A part is hashed when it is read to be sent, and [`lanes::LANES`] − 1
+/// parts that wait behind it are hashed in the same pass, side by side,
+/// read from the file a chunk at a time without being kept. Their turn
+/// then costs only the read. The bytes they are sent with are read again
+/// then, from the same durable range; storage checks them against the
+/// Content-MD5 from this pass and answers with their ETag, which must equal
+/// it, so bytes that changed in between are refused, and the retry reads
+/// and hashes them again.
+struct PartReads {
+    path: std::path::PathBuf,
+    /// Parts to read and send now: number, (offset, size).
+    due: Vec<(u32, (u64, u64))>,
+    /// Parts that wait behind them, to hash in the same pass.
+    ahead: Vec<(u32, (u64, u64))>,
+    /// MD5s of parts hashed ahead: number → (offset, size, digest).
+    hashed_ahead: BTreeMap<u32, (u64, u64, [u8; 16])>,
+    sha256: Option<RunningSha256>,
+}
+
+/// A part read and hashed, ready to be presigned and sent.
+type ReadPart = (PartRecord, bytes::Bytes, [u8; 16]);
+
+impl PartReads {
+    /// Reads and hashes on a blocking thread; gives back the parts and
+    /// the hashing state to carry on with.
+    async fn run(self) -> Result<(Vec<ReadPart>, Self)> {
+        let path_text = self.path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut reads = self;
+            let parts = reads.read()?;
+            Ok::<_, std::io::Error>((parts, reads))
+        })
+        .await
+        .map_err(|err| Error::Internal(err.to_string()))?
+        .map_err(|source| Error::Read { path: path_text, source })
+    }
+
+    fn read(&mut self) -> std::io::Result<Vec<ReadPart>> {
+        let file = std::fs::File::open(&self.path)?;
+        let buffers = self
+            .due
+            .iter()
+            .map(|&(_, (offset, size))| read_range(&file, offset, size))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut digests: Vec<Option<[u8; 16]>> = self
+            .due
+            .iter()
+            .map(|(number, range)| {
+                let hashed = self.hashed_ahead.remove(number);
+                hashed.filter(|(offset, size, _)| (*offset, *size) == *range).map(|(_, _, digest)| digest)
+            })
+            .collect();
+        let missing: Vec<usize> = (0..digests.len()).filter(|&index| digests[index].is_none()).collect();
+        if !missing.is_empty() {
+            // Fill the lanes of the last pass with parts that wait.
+            let spare = (lanes::LANES - missing.len() % lanes::LANES) % lanes::LANES;
+            let ahead = &self.ahead[..spare.min(self.ahead.len())];
+            let inputs: Vec<lanes::Input<'_>> = missing
+                .iter()
+                .map(|&index| lanes::Input::Memory(&buffers[index]))
+                .chain(ahead.iter().map(|&(_, (offset, len))| lanes::Input::File { offset, len }))
+                .collect();
+            let computed = lanes::md5_each(&file, &inputs)?;
+            for (&index, digest) in missing.iter().zip(&computed) {
+                digests[index] = Some(*digest);
+            }
+            for (&(number, (offset, size)), digest) in ahead.iter().zip(&computed[missing.len()..]) {
+                self.hashed_ahead.insert(number, (offset, size, *digest));
+            }
+        }
+        if let Some(sha256) = &mut self.sha256 {
+            for (buffer, &(_, (offset, _))) in buffers.iter().zip(&self.due) {
+                sha256.update(offset, buffer);
+            }
+        }
+        Ok(self
+            .due
+            .iter()
+            .zip(buffers)
+            .zip(digests)
+            .map(|((&(number, (offset, size)), buffer), digest)| {
+                let digest = digest.expect("every part due was hashed");
+                let record =
+                    PartRecord { number, offset, size, md5_hex: hex::encode(digest), etag: String::new() };
+                (record, bytes::Bytes::from(buffer), digest)
+            })
+            .collect())
+    }
+}
+
+/// The SHA-256 of the file's first bytes, fed by the parts in order as
+/// they are read to be sent; a part out of order (part 1 held back, parts
+/// sent before a restart) stops it, and the file is then read again.
+#[derive(Default)]
+struct RunningSha256 {
+    hasher: sha2::Sha256,
+    /// Bytes hashed so far, from the start of the file.
+    end: u64,
+}
+
+impl RunningSha256 {
+    fn update(&mut self, offset: u64, bytes: &[u8]) {
+        if offset == self.end {
+            self.hasher.update(bytes);
+            self.end += bytes.len() as u64;
+        }
+    }
+
+    /// The hex SHA-256 when every byte of a file of `len` bytes went in.
+    fn of_whole(self, len: u64) -> Option<String> {
+        (self.end == len).then(|| hex::encode(self.hasher.finalize()))
+    }
+}
+
+/// `size` bytes of `file` from `offset`, into memory that is not zeroed
+/// first.
+fn read_range(file: &std::fs::File, offset: u64, size: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
+    let mut buffer = Vec::with_capacity(size as usize);
+    let mut reader = file;
+    reader.seek(std::io::SeekFrom::Start(offset))?;
+    reader.take(size).read_to_end(&mut buffer)?;
+    if buffer.len() as u64 != size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the file ends before byte {}", offset + size),
+        ));
+    }
+    Ok(buffer)
+}
+
 async fn read_part(path: &Path, offset: u64, size: u64) -> Result<bytes::Bytes> {
     let path_text = path.display().to_string();
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::FileExt;
         let file = std::fs::File::open(&path)?;
-        let mut buffer = vec![0; size as usize];
-        file.read_exact_at(&mut buffer, offset)?;
-        Ok::<_, std::io::Error>(bytes::Bytes::from(buffer))
+        read_range(&file, offset, size).map(bytes::Bytes::from)
     })
     .await
     .map_err(|err| Error::Internal(err.to_string()))?
     .map_err(|source| Error::Read { path: path_text.clone(), source })
 }
 
-async fn read_md5(path: &Path, offset: u64, size: u64) -> Result<String> {
-    let bytes = read_part(path, offset, size).await?;
-    Ok(hex::encode(md5::Md5::digest(&bytes)))
+/// The hex MD5 of each (offset, size) range of the file, side by side.
+async fn md5_of_ranges(path: &Path, ranges: Vec<(u64, u64)>) -> Result<Vec<String>> {
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let path_text = path.display().to_string();
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let inputs: Vec<lanes::Input<'_>> =
+            ranges.iter().map(|&(offset, len)| lanes::Input::File { offset, len }).collect();
+        Ok::<_, std::io::Error>(lanes::md5_each(&file, &inputs)?.into_iter().map(hex::encode).collect())
+    })
+    .await
+    .map_err(|err| Error::Internal(err.to_string()))?
+    .map_err(|source| Error::Read { path: path_text, source })
 }
+
+/// Bytes read at a time for [`sha256_file`]: few system calls, and the
+/// buffer stays in the CPU's cache while it is hashed.
+const SHA256_CHUNK: usize = 256 * 1024;
 
 /// The hex SHA-256 of a whole file, read on a blocking thread.
 pub async fn sha256_file(path: &Path) -> Result<String> {
     let path_text = path.display().to_string();
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
         let mut file = std::fs::File::open(&path)?;
         let mut hasher = sha2::Sha256::new();
-        std::io::copy(&mut file, &mut hasher)?;
+        let mut buffer = vec![0; SHA256_CHUNK];
+        loop {
+            match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => hasher.update(&buffer[..read]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
         Ok::<_, std::io::Error>(hex::encode(hasher.finalize()))
     })
     .await
     .map_err(|err| Error::Internal(err.to_string()))?
     .map_err(|source| Error::Read { path: path_text, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PART: u64 = 1000;
+
+    fn file_of(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
+        let data: Vec<u8> = (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &data).unwrap();
+        (file, data)
+    }
+
+    fn reads(path: &Path, due: &[u32], ahead: &[u32], len: u64) -> PartReads {
+        let range = |n: u32| (n, part_range(n, PART, Some(len)));
+        PartReads {
+            path: path.to_path_buf(),
+            due: due.iter().copied().map(range).collect(),
+            ahead: ahead.iter().copied().map(range).collect(),
+            hashed_ahead: BTreeMap::new(),
+            sha256: Some(RunningSha256::default()),
+        }
+    }
+
+    fn md5_hex(bytes: &[u8]) -> String {
+        hex::encode(md5::Md5::digest(bytes))
+    }
+
+    #[test]
+    fn parts_waiting_are_hashed_ahead_and_their_turn_only_reads_them() {
+        let len = 10 * PART as usize - 123;
+        let (file, data) = file_of(len);
+        let mut reads = reads(file.path(), &[1], &[2, 3, 4, 5, 6, 7, 8, 9, 10], len as u64);
+        let parts = reads.read().unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].0.md5_hex, md5_hex(&data[..PART as usize]));
+        // One pass fills the lanes: the part due and LANES - 1 behind it.
+        assert_eq!(
+            reads.hashed_ahead.keys().copied().collect::<Vec<_>>(),
+            (2..=lanes::LANES as u32).collect::<Vec<_>>()
+        );
+        for (number, (offset, size, digest)) in &reads.hashed_ahead {
+            let (expected_offset, expected_size) = part_range(*number, PART, Some(len as u64));
+            assert_eq!((*offset, *size), (expected_offset, expected_size));
+            assert_eq!(hex::encode(digest), md5_hex(&data[*offset as usize..(*offset + *size) as usize]));
+        }
+        // Their turn uses the digest; the bytes are read afresh.
+        reads.due = vec![(2, part_range(2, PART, Some(len as u64)))];
+        reads.ahead.clear();
+        let parts = reads.read().unwrap();
+        assert_eq!(&parts[0].1[..], &data[PART as usize..2 * PART as usize]);
+        assert_eq!(parts[0].0.md5_hex, md5_hex(&parts[0].1));
+        assert!(!reads.hashed_ahead.contains_key(&2), "a digest is used once, for the first attempt");
+    }
+
+    #[test]
+    fn a_digest_hashed_for_another_range_is_not_used() {
+        let len = 3 * PART as usize;
+        let (file, data) = file_of(len);
+        let mut reads = reads(file.path(), &[2], &[], len as u64);
+        // As if part 2 had been hashed while the file was shorter.
+        reads.hashed_ahead.insert(2, (PART, PART / 2, [0; 16]));
+        let parts = reads.read().unwrap();
+        assert_eq!(parts[0].0.md5_hex, md5_hex(&data[PART as usize..2 * PART as usize]));
+    }
+
+    #[test]
+    fn the_sha256_of_parts_read_in_order_is_the_files() {
+        let len = 4 * PART as usize + 17;
+        let (file, data) = file_of(len);
+        let mut reads = reads(file.path(), &[1, 2], &[], len as u64);
+        reads.read().unwrap();
+        for group in [&[3, 4][..], &[5]] {
+            reads.due = group.iter().map(|&n| (n, part_range(n, PART, Some(len as u64)))).collect();
+            reads.read().unwrap();
+        }
+        let sha256 = reads.sha256.take().unwrap().of_whole(len as u64).unwrap();
+        assert_eq!(sha256, hex::encode(sha2::Sha256::digest(&data)));
+    }
+
+    #[test]
+    fn the_sha256_stops_at_a_part_out_of_order() {
+        let len = 3 * PART as usize;
+        let (file, _) = file_of(len);
+        let mut reads = reads(file.path(), &[2, 3], &[], len as u64);
+        reads.read().unwrap();
+        reads.due = vec![(1, part_range(1, PART, Some(len as u64)))];
+        reads.read().unwrap();
+        assert_eq!(reads.sha256.take().unwrap().of_whole(len as u64), None, "part 1 came last");
+    }
+
+    #[test]
+    fn a_part_past_the_end_of_the_file_is_a_read_error() {
+        let (file, _) = file_of(PART as usize);
+        let mut reads = reads(file.path(), &[1], &[], 2 * PART);
+        reads.due = vec![(1, (0, 2 * PART))];
+        assert_eq!(reads.read().unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 }

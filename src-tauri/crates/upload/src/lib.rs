@@ -24,6 +24,7 @@
 mod backoff;
 mod client;
 mod engine;
+mod lanes;
 mod source;
 
 pub use backoff::Backoff;
