@@ -14,7 +14,7 @@
 //! method, key, upload id, part number, expiry and Content-MD5.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -31,12 +31,12 @@ use axum::routing::{get, put};
 use base64::Engine;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
-use md5::Digest;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::AsyncSeekExt;
 use tower::ServiceExt;
 
+use super::md5_lanes::HashStream;
 use super::{
     CompletedPart, LocalCopy, MediaStore, ObjectInfo, PresignedRequest, StoreError, StoreResult, StoredPart,
     composite_etag, unquote_etag,
@@ -54,6 +54,9 @@ struct Inner {
     secret: [u8; 32],
     base_url: OnceLock<String>,
     bytes_received: AtomicU64,
+    /// Emptied 1 MiB blocks kept for the next parts: a fresh one is a fresh
+    /// mapping the kernel has to fault in and zero, page by page.
+    blocks: std::sync::Mutex<Vec<bytes::BytesMut>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -94,6 +97,7 @@ impl LocalStore {
                 secret,
                 base_url: OnceLock::new(),
                 bytes_received: AtomicU64::new(0),
+                blocks: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -568,9 +572,8 @@ impl LocalStore {
         let marker = dir.join("parts").join(part_number.to_string());
         let offset = u64::from(part_number - 1) * part_size;
         if !tokio::fs::try_exists(&marker).await.map_err(failed)? {
-            let mut data = open_data(&dir).await?;
-            data.seek(std::io::SeekFrom::Start(offset)).await.map_err(failed)?;
-            let (md5_hex, size) = self.receive_into(data, part_size, expected_md5, body).await?;
+            let data = open_data(&dir).await?;
+            let (md5_hex, size) = self.receive_into(data, offset, part_size, expected_md5, body).await?;
             return record_part(marker, md5_hex, size).await;
         }
         // Not a number, so never listed as a part (see `read_parts`).
@@ -578,7 +581,7 @@ impl LocalStore {
             dir.join("parts").join(format!("{part_number}.staging-{}", uuid::Uuid::new_v4().simple()));
         let result = async {
             let file = tokio::fs::File::create(&staging).await.map_err(failed)?;
-            let (md5_hex, size) = self.receive_into(file, part_size, expected_md5, body).await?;
+            let (md5_hex, size) = self.receive_into(file, 0, part_size, expected_md5, body).await?;
             // The replacement is whole and checked: only now does the old copy go.
             match tokio::fs::remove_file(&marker).await {
                 Ok(()) => {}
@@ -597,23 +600,29 @@ impl LocalStore {
         result
     }
 
-    /// Streams `body` into `file`, checking it against the part size and
-    /// `expected_md5`, and syncs it; returns the bytes' MD5 (hex) and length.
+    /// Streams `body` into `file` at `offset`, checking it against the part
+    /// size and `expected_md5`, and syncs it; returns the bytes' MD5 (hex)
+    /// and length.
     async fn receive_into(
         &self,
         file: tokio::fs::File,
+        offset: u64,
         part_size: u64,
         expected_md5: Option<Vec<u8>>,
         body: Body,
     ) -> Result<(String, u64), Response> {
         let failed = |err: std::io::Error| store_failure(&io_err(err));
         let joined = |err: tokio::task::JoinError| store_failure(&StoreError::Unavailable(err.to_string()));
-        // Network chunks are small (~16 KiB): hashing and writing them in
-        // 1 MiB blocks on a blocking thread, while the next block arrives,
-        // keeps ingest near the disk's speed.
-        let mut sink = Some((file.into_std().await, md5::Md5::new()));
-        let mut pending: Option<tokio::task::JoinHandle<std::io::Result<(std::fs::File, md5::Md5)>>> = None;
-        let mut block = bytes::BytesMut::with_capacity(WRITE_BLOCK);
+        // Network chunks are small (~16 KiB): they are gathered into 1 MiB
+        // blocks. While the next block arrives, the last one is written on a
+        // blocking thread and hashed on the MD5 thread, in SIMD lanes beside
+        // the blocks of the other parts arriving (see `md5_lanes`).
+        let mut file = Some(file.into_std().await);
+        type Written = std::io::Result<(std::fs::File, bytes::Bytes)>;
+        let mut writing: Option<tokio::task::JoinHandle<Written>> = None;
+        let mut hash = HashStream::new();
+        let mut block = self.take_block();
+        let mut tail = bytes::Bytes::new();
         let mut received = 0u64;
         let mut stream = body.into_data_stream();
         loop {
@@ -625,38 +634,69 @@ impl LocalStore {
                 )
             })?;
             let end = chunk.is_none();
-            if let Some(chunk) = chunk {
-                received += chunk.len() as u64;
-                self.inner.bytes_received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                if received > part_size {
-                    return Err(storage_error(
-                        StatusCode::BAD_REQUEST,
-                        "EntityTooLarge",
-                        &format!("A part may be at most {part_size} bytes."),
-                    ));
-                }
-                block.extend_from_slice(&chunk);
+            let mut chunk = chunk.unwrap_or_default();
+            received += chunk.len() as u64;
+            self.inner.bytes_received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if received > part_size {
+                return Err(storage_error(
+                    StatusCode::BAD_REQUEST,
+                    "EntityTooLarge",
+                    &format!("A part may be at most {part_size} bytes."),
+                ));
             }
-            if block.len() >= WRITE_BLOCK || (end && !block.is_empty()) {
-                let (mut file, mut hasher) = match pending.take() {
-                    Some(task) => task.await.map_err(joined)?.map_err(failed)?,
-                    None => sink.take().expect("the sink is here when no write is pending"),
+            // Whole blocks (so every block but the last is whole 64-byte MD5
+            // blocks), then the rest at the end.
+            while !chunk.is_empty() || (end && !block.is_empty()) {
+                let take = chunk.len().min(WRITE_BLOCK - block.len());
+                block.extend_from_slice(&chunk.split_to(take));
+                if block.len() < WRITE_BLOCK && !end {
+                    break;
+                }
+                let data = std::mem::take(&mut block).freeze();
+                let at = offset + received - chunk.len() as u64 - data.len() as u64;
+                let (mut target, written) = match writing.take() {
+                    Some(task) => {
+                        let (target, written) = task.await.map_err(joined)?.map_err(failed)?;
+                        (target, Some(written))
+                    }
+                    None => (file.take().expect("the file is here when no write is pending"), None),
                 };
-                let data = block.split().freeze();
-                pending = Some(tokio::task::spawn_blocking(move || {
-                    hasher.update(&data);
-                    file.write_all(&data)?;
-                    Ok((file, hasher))
+                // Only the last block can end with a partial MD5 block: that
+                // tail goes in with the digest.
+                let whole = data.len() / 64 * 64;
+                if whole > 0 {
+                    hash.update(data.slice(..whole)).await.map_err(failed)?;
+                }
+                tail = data.slice(whole..);
+                writing = Some(tokio::task::spawn_blocking(move || {
+                    target.seek(std::io::SeekFrom::Start(at))?;
+                    target.write_all(&data)?;
+                    Ok((target, data))
                 }));
+                // The block before is written and hashed: it takes the next bytes.
+                block = match written.map(bytes::Bytes::try_into_mut) {
+                    Some(Ok(mut reused)) => {
+                        reused.clear();
+                        reused
+                    }
+                    _ => self.take_block(),
+                };
             }
             if end {
                 break;
             }
         }
-        let (file, hasher) = match pending.take() {
-            Some(task) => task.await.map_err(joined)?.map_err(failed)?,
-            None => sink.take().expect("the sink is here when no write is pending"),
+        let file = match writing.take() {
+            Some(task) => {
+                let (file, written) = task.await.map_err(joined)?.map_err(failed)?;
+                if let Ok(written) = written.try_into_mut() {
+                    self.give_block(written);
+                }
+                file
+            }
+            None => file.take().expect("the file is here when no write is pending"),
         };
+        self.give_block(block);
         if received == 0 {
             return Err(storage_error(
                 StatusCode::BAD_REQUEST,
@@ -664,7 +704,7 @@ impl LocalStore {
                 "A part must hold at least 1 byte.",
             ));
         }
-        let digest = hasher.finalize();
+        let digest = hash.finish(&tail).await.map_err(failed)?;
         if expected_md5.is_some_and(|expected| expected[..] != digest[..]) {
             return Err(storage_error(
                 StatusCode::BAD_REQUEST,
@@ -679,6 +719,29 @@ impl LocalStore {
 
 /// Bytes hashed and written at a time when receiving a part.
 const WRITE_BLOCK: usize = 1024 * 1024;
+
+/// Emptied blocks kept for reuse at most (enough for 8 parts at a time).
+const SPARE_BLOCKS: usize = 16;
+
+impl LocalStore {
+    /// An empty block of [`WRITE_BLOCK`] bytes' capacity.
+    fn take_block(&self) -> bytes::BytesMut {
+        let spare = self.inner.blocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        spare.unwrap_or_else(|| bytes::BytesMut::with_capacity(WRITE_BLOCK))
+    }
+
+    /// Keeps `block` for [`take_block`](Self::take_block).
+    fn give_block(&self, mut block: bytes::BytesMut) {
+        if block.capacity() < WRITE_BLOCK {
+            return;
+        }
+        block.clear();
+        let mut spare = self.inner.blocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spare.len() < SPARE_BLOCKS {
+            spare.push(block);
+        }
+    }
+}
 
 /// The upload's data file, open for writing.
 async fn open_data(upload_dir: &Path) -> Result<tokio::fs::File, Response> {

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod local;
+mod md5_lanes;
 mod s3;
 
 pub use local::LocalStore;
