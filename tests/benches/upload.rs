@@ -55,6 +55,11 @@ struct Run {
     cpu_per_gib: f64,
     /// CPU-seconds per GiB that SeaweedFS spent meanwhile (when it runs).
     store_cpu_per_gib: Option<f64>,
+    /// Seconds from start to the client's first line on stdout (`opptak
+    /// upload --json`: its session started, so parts begin).
+    first_line: Option<f64>,
+    /// Seconds from start to exit.
+    seconds: f64,
 }
 
 /// CPU-seconds of the children this process has waited for (user + sys),
@@ -106,31 +111,53 @@ fn child_named(name: &str) -> Option<u32> {
 }
 
 /// Runs `command` to its end and times it; fails unless it exits 0.
-fn timed(what: &str, command: &mut Command, store_pid: Option<u32>) -> (Run, std::process::Output) {
+/// Runs `command` to its end and times it; fails unless it exits 0.
+/// Returns its stdout.
+fn timed(what: &str, command: &mut Command, store_pid: Option<u32>) -> (Run, String) {
+    use std::io::{BufRead as _, Read as _};
     let cpu_before = children_cpu_seconds();
     let store_before = store_pid.map(process_cpu_seconds);
     let started = Instant::now();
-    let output = command.stdin(Stdio::null()).output().unwrap_or_else(|err| panic!("start {what}: {err}"));
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("start {what}: {err}"));
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (mut stdout, mut first_line) = (String::new(), None);
+    for line in std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        first_line.get_or_insert_with(|| started.elapsed().as_secs_f64());
+        stdout.push_str(&line.unwrap_or_default());
+        stdout.push('\n');
+    }
+    let status = child.wait().unwrap_or_else(|err| panic!("wait for {what}: {err}"));
     let seconds = started.elapsed().as_secs_f64();
     let cpu = children_cpu_seconds() - cpu_before;
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let errors = errors.join().unwrap_or_default();
+    assert!(status.success(), "{what} failed ({status}):\n{stdout}\n{errors}");
     let gib = SIZE as f64 / GIB as f64;
     let store_cpu_per_gib =
         store_pid.zip(store_before).map(|(pid, before)| (process_cpu_seconds(pid) - before) / gib);
-    let run = Run { mib_s: SIZE as f64 / MIB as f64 / seconds, cpu_per_gib: cpu / gib, store_cpu_per_gib };
+    let run = Run {
+        mib_s: SIZE as f64 / MIB as f64 / seconds,
+        cpu_per_gib: cpu / gib,
+        store_cpu_per_gib,
+        first_line,
+        seconds,
+    };
     eprintln!(
         "  {what}: {:.0} MiB/s, {:.2} CPU-s/GiB{}",
         run.mib_s,
         run.cpu_per_gib,
         run.store_cpu_per_gib.map_or(String::new(), |cpu| format!(" (SeaweedFS {cpu:.2})"))
     );
-    (run, output)
+    (run, stdout)
 }
 
 /// A 16-bit mono WAV of `SIZE` bytes whose samples are fresh random noise
@@ -312,8 +339,8 @@ fn opptak_upload(
         .args(["--server", &server.url, "--token", TEST_TOKEN, "--no-wait", "--json"])
         .args(concurrency_args())
         .env_remove("OPPTAK_TOKEN");
-    let (run, output) = timed("opptak upload --no-wait", &mut command, store_pid);
-    let recording_id = String::from_utf8_lossy(&output.stdout)
+    let (run, stdout) = timed("opptak upload --no-wait", &mut command, store_pid);
+    let recording_id = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find_map(|event| event["recordingId"].as_str().map(str::to_owned))
@@ -351,6 +378,21 @@ fn row(label: &str, runs: &[Run]) -> String {
         median(runs, |run| run.cpu_per_gib),
         each(runs, |run| run.mib_s, 0),
         each(runs, |run| run.cpu_per_gib, 2),
+    )
+}
+
+/// Where `opptak upload`'s time went: before its session started (its
+/// first JSON line) and from there to its exit, when the parts went.
+fn phases(runs: &[Run]) -> String {
+    let before = |run: &Run| run.first_line.unwrap_or_default();
+    let parts_rate = |run: &Run| SIZE as f64 / MIB as f64 / (run.seconds - before(run));
+    format!(
+        "`opptak upload` (medians): {:.2} s of its {:.2} s went before its session started: it reads the whole \
+         file for its SHA-256 first (opptak-core's `Opptak::add_file`, before the engine starts); from there to \
+         its exit the parts went at {:.0} MiB/s.\n\n",
+        median(runs, before),
+        median(runs, |run| run.seconds),
+        median(runs, parts_rate),
     )
 }
 
@@ -481,6 +523,7 @@ async fn to_seaweed(table: &mut String, scratch: &Path) {
         None => table.push_str("| ceiling: `curl -T` | skipped: curl is not installed | | | | |\n"),
     }
     table.push('\n');
+    table.push_str(&phases(&ours));
     let measured: Vec<(&str, &Vec<Run>)> = peers
         .iter()
         .zip(&theirs)
@@ -551,8 +594,10 @@ async fn to_local_store(table: &mut String, scratch: &Path) {
         &ours,
     ));
     table.push_str(&row("baseline: `cp` + `sync` of the same file, same disk", &cp));
+    table.push('\n');
+    table.push_str(&phases(&ours));
     table.push_str(&format!(
-        "\nGoal (issue 5): ≥ {:.0} % of `cp` + `sync`: {:.0} %, {}.\n\n",
+        "Goal (issue 5): ≥ {:.0} % of `cp` + `sync`: {:.0} %, {}.\n\n",
         LOCAL_GOAL * 100.0,
         ratio * 100.0,
         if ratio >= LOCAL_GOAL { "met" } else { "**not met**" }
