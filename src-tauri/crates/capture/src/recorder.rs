@@ -125,6 +125,9 @@ pub struct Progress {
     pub files: Vec<WavFile>,
     /// How much audio was written in all.
     pub recorded: Duration,
+    /// Why the recorder stopped on its own (a full disk, a write error);
+    /// set with the final [`RecorderState::Stopped`].
+    pub stop_reason: Option<String>,
 }
 
 /// Something the user should see while recording.
@@ -463,6 +466,7 @@ impl Writer {
             state: RecorderState::Recording,
             files: vec![first.clone()],
             recorded: Duration::ZERO,
+            stop_reason: None,
         });
         Ok(Self {
             wav: Some(wav),
@@ -494,10 +498,15 @@ impl Writer {
     }
 
     fn publish(&self) {
+        self.publish_with(None);
+    }
+
+    fn publish_with(&self, stop_reason: Option<String>) {
         self.progress.send_replace(Progress {
             state: self.state,
             files: self.files.clone(),
             recorded: Duration::from_secs_f64(self.frames as f64 / f64::from(self.sample_rate)),
+            stop_reason,
         });
     }
 
@@ -516,8 +525,6 @@ impl Writer {
             let _ = self.drain(&mut live.samples);
         }
         let finished = self.finish_file();
-        self.state = RecorderState::Stopped;
-        self.publish();
         let reason = match (&outcome, &finished) {
             (Ok(reason), Ok(())) => reason.clone(),
             (Err(err), _) | (Ok(_), Err(err)) => Some(err.to_string()),
@@ -525,6 +532,8 @@ impl Writer {
         if let Some(reason) = &reason {
             tracing::warn!("recording stopped: {reason}");
         }
+        self.state = RecorderState::Stopped;
+        self.publish_with(reason.clone());
         self.emit(CaptureEvent::Stopped { reason });
         outcome?;
         finished?;

@@ -138,16 +138,11 @@ impl RecordingSession {
     /// `resume` finish the job later.
     pub async fn stop(self) -> Result<StoppedRecording> {
         let Self { recorder, follower, journal, first_local_id, _lock, .. } = self;
-        let mut reason = None;
-        let mut stop_events = recorder.subscribe();
+        let progress = recorder.progress();
         let stopped = tokio::task::spawn_blocking(move || recorder.stop())
             .await
             .map_err(|err| Error::Recording(format!("the recorder stopped badly: {err}")))?;
-        while let Ok(event) = stop_events.try_recv() {
-            if let CaptureEvent::Stopped { reason: why } = event {
-                reason = why;
-            }
-        }
+        let mut reason = progress.borrow().stop_reason.clone();
         let tracks = follower
             .await
             .map_err(|err| Error::Recording(format!("the recording's follower failed: {err}")))?;
