@@ -126,7 +126,7 @@ impl Opptak {
     }
 
     /// Adds a finished file to the journal (or finds it there, when it was
-    /// added before and not uploaded yet), with its length and SHA-256.
+    /// added before and not uploaded yet), with its length (its SHA-256 is learnt as the upload reads it).
     /// Without `content_type`, the file's extension names it.
     pub async fn add_file(
         &self,
@@ -157,9 +157,10 @@ impl Opptak {
         if let Some(existing) = self.journal.recording_by_path(&path).map_err(journal_error)? {
             return Ok(existing);
         }
-        // One read for the SHA-256, which is also the test that the file is readable.
-        let sha256 = opptak_upload::sha256_file(&path)
-            .await
+        // The upload hashes the file as it reads the parts (SHA-256 and MD5
+        // in one pass); here it is only checked that the file can be read.
+        std::fs::File::open(&path)
+            .and_then(|mut file| std::io::Read::read(&mut file, &mut [0u8; 1]))
             .map_err(|err| Error::File { path: path.clone(), reason: err.to_string() })?;
         let recording = self
             .journal
@@ -171,7 +172,7 @@ impl Opptak {
                 content_type.starts_with("video/"),
             ))
             .map_err(journal_error)?;
-        self.journal.mark_finished(recording.id, metadata.len(), Some(&sha256)).map_err(journal_error)?;
+        self.journal.mark_finished(recording.id, metadata.len(), None).map_err(journal_error)?;
         self.journal
             .recording(recording.id)
             .map_err(journal_error)?
@@ -314,7 +315,10 @@ mod tests {
         let (resumed, upload) = running.into_iter().next().unwrap();
         assert_eq!(resumed.id, recording.id);
         let uploaded = upload.join().await.unwrap();
-        assert_eq!(Some(uploaded.sha256), recording.sha256);
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&file).unwrap()));
+        assert_eq!(uploaded.sha256, sha256);
+        let journaled = opptak.journal().recording(recording.id).unwrap().unwrap();
+        assert_eq!(journaled.sha256, Some(sha256), "the journal learned the SHA-256 from the parts' reads");
         assert!(opptak.unfinished().unwrap().is_empty());
         assert!(opptak.resume_all(Some(&embedded), UploadConfig::default()).await.unwrap().is_empty());
         embedded.shutdown().await;
