@@ -240,7 +240,10 @@ fn ten_sigkills_at_random_moments_lose_nothing_and_resend_little() {
     let server_dir = tempfile::tempdir().unwrap();
     let server = OpptakServe::start(server_dir.path(), &["--part-size-mib", "5"], &[]).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let data = wav_of_len(24 * PART + 778);
+    // Long enough that a kill at a random moment below finds it running: a
+    // debug build uploads ~120 MiB a second here, so an uninterrupted upload
+    // takes several times the longest pause below.
+    let data = wav_of_len(48 * PART + 778);
     let file = work.path().join("lesson.wav");
     std::fs::write(&file, &data).unwrap();
     let client_dir = work.path().join("data");
@@ -275,7 +278,7 @@ fn ten_sigkills_at_random_moments_lose_nothing_and_resend_little() {
         let mut child = ChildGuard::spawn("opptak", &mut command).unwrap();
         if round % 2 == 0 {
             // Any moment: start-up, reconciling, sending, finishing.
-            std::thread::sleep(Duration::from_millis(random_in(&mut seed, 50..1500)));
+            std::thread::sleep(Duration::from_millis(random_in(&mut seed, 50..600)));
         } else {
             // While parts are in flight: right after the n-th part landed.
             let wanted = random_in(&mut seed, 1..4);
