@@ -387,9 +387,9 @@ fn phases(runs: &[Run]) -> String {
     let before = |run: &Run| run.first_line.unwrap_or_default();
     let parts_rate = |run: &Run| SIZE as f64 / MIB as f64 / (run.seconds - before(run));
     format!(
-        "`opptak upload` (medians): {:.2} s of its {:.2} s went before its session started: it reads the whole \
-         file for its SHA-256 first (opptak-core's `Opptak::add_file`, before the engine starts); from there to \
-         its exit the parts went at {:.0} MiB/s.\n\n",
+        "`opptak upload` (medians): {:.2} s of its {:.2} s went before its session started (start-up, and \
+         whatever reads the file before the engine does: until efe406d a whole SHA-256 pass, ~0.75 s); from \
+         there to its exit the parts went at {:.0} MiB/s.\n\n",
         median(runs, before),
         median(runs, |run| run.seconds),
         median(runs, parts_rate),
