@@ -15,40 +15,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opptak_api::StartResponse;
-use opptak_tests::{ApiClient, OpptakServe, repo_root, wav_of_len};
+use opptak_tests::bench::{cpu_time, measured_line, median, rss_mib, write_section};
+use opptak_tests::{ApiClient, OpptakServe, wav_of_len};
 
 const MIB: usize = 1024 * 1024;
 const RUNS: usize = 3;
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Resident set size of `pid` in MiB, from /proc.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-/// CPU time (user + system) `pid` has used, in seconds, from /proc.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command's closing parenthesis; utime and stime are 14th and 15th.
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn cp_and_sync(source: &Path, target: &Path) -> f64 {
@@ -106,14 +81,15 @@ async fn part_ingest(table: &mut String, scratch: &Path) {
     let _remove = RemoveOnDrop(file.clone());
     let server_dir = scratch.join("server");
     let server = OpptakServe::start(&server_dir, &["--part-size-mib", "8"], &[]).unwrap();
-    let pid = server.process.pid().to_string();
+    let pid = server.process.pid();
     let client = server.client();
     let (mut ours, mut cp, mut server_cpu, mut client_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
-        let (server_before, client_before) = (cpu_seconds(&pid), cpu_seconds("self"));
+        let (server_before, client_before) =
+            (cpu_time(pid).as_secs_f64(), cpu_time(std::process::id()).as_secs_f64());
         let (started, seconds) = ingest(&client, data.clone(), 4).await;
-        server_cpu.push(cpu_seconds(&pid) - server_before);
-        client_cpu.push(cpu_seconds("self") - client_before);
+        server_cpu.push(cpu_time(pid).as_secs_f64() - server_before);
+        client_cpu.push(cpu_time(std::process::id()).as_secs_f64() - client_before);
         ours.push(1024.0 / seconds);
         client.abort(&started).await.unwrap();
         cp.push(1024.0 / cp_and_sync(&file, &scratch.join("copy.wav")));
@@ -216,36 +192,12 @@ async fn finish_latency(table: &mut String, scratch: &Path) {
     ));
 }
 
-fn write_section(section: &str) {
-    let path = repo_root().join("tests/BENCHMARKS.md");
-    let (begin, end) = ("<!-- bench:server:begin -->", "<!-- bench:server:end -->");
-    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        "# Benchmarks\n\nWritten by `cargo bench -p opptak-tests`; each table compares with a baseline measured in the same run.\n\n".into()
-    });
-    let block = format!("{begin}\n{section}{end}");
-    let new = match (old.find(begin), old.find(end)) {
-        (Some(start), Some(stop)) => format!("{}{block}{}", &old[..start], &old[stop + end.len()..]),
-        _ => format!("{old}{block}\n"),
-    };
-    std::fs::write(&path, new).unwrap();
-}
-
 #[tokio::main]
 async fn main() {
     let scratch = tempfile::Builder::new().prefix("opptak-bench-").tempdir().unwrap();
-    let machine = format!(
-        "## Server (`--bench server`)\n\nMeasured {} on {} cores, release build.\n\n",
-        time_now(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-    );
-    let mut table = machine;
+    let mut table = format!("## Server (`--bench server`)\n\n{}\n\n", measured_line());
     part_ingest(&mut table, scratch.path()).await;
     finish_latency(&mut table, scratch.path()).await;
     println!("{table}");
-    write_section(&table);
-}
-
-fn time_now() -> String {
-    let output = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
-    output.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned()).unwrap_or_default()
+    write_section("server", &table);
 }
