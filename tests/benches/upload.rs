@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::presigning::PresigningConfig;
-use opptak_tests::{OpptakServe, SeaweedFs, TEST_TOKEN, repo_root};
+use opptak_tests::bench::write_section;
+use opptak_tests::{OpptakServe, SeaweedFs, TEST_TOKEN};
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
@@ -610,20 +611,6 @@ fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
-fn write_section(section: &str) {
-    let path = repo_root().join("tests/BENCHMARKS.md");
-    let (begin, end) = ("<!-- bench:upload:begin -->", "<!-- bench:upload:end -->");
-    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        "# Benchmarks\n\nWritten by `cargo bench -p opptak-tests`; each table compares with a baseline measured in the same run.\n\n".into()
-    });
-    let block = format!("{begin}\n{section}{end}");
-    let new = match (old.find(begin), old.find(end)) {
-        (Some(start), Some(stop)) => format!("{}{block}{}", &old[..start], &old[stop + end.len()..]),
-        _ => format!("{old}\n{block}\n"),
-    };
-    std::fs::write(&path, new).unwrap();
-}
-
 fn time_now() -> String {
     let output = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
     output.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned()).unwrap_or_default()
@@ -653,5 +640,5 @@ async fn main() {
     // work shared the machine, and the runs of each client spread.
     table.push_str(&format!("Load average after: {}.\n\n", load_average()));
     println!("{table}");
-    write_section(&table);
+    write_section("upload", &table);
 }
