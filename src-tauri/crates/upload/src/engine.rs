@@ -564,19 +564,16 @@ impl Engine {
         let id = self.local_id;
         let journaled =
             self.journal(move |journal| journal.recording(id)).await?.ok_or(Error::UnknownRecording(id))?;
-        if !journaled.finished {
-            // A growing source that finished without its writer saying so
-            // in the journal: record the final length and checksum now.
+        if !journaled.finished || journaled.sha256.is_none() {
+            // The journal needs the file's checksum before it can call the
+            // recording ready: the parts' reads computed it when they saw
+            // every byte in order; otherwise (a growing source whose writer
+            // did not record it, or an upload resumed after a crash) the
+            // file is read once more.
             let sha256 = match sha256 {
                 Some(sha256) => sha256,
                 None => sha256_file(&journaled.path).await?,
             };
-            self.journal(move |journal| journal.mark_finished(id, len, Some(&sha256)).map(|_| ())).await?;
-        } else if journaled.sha256.is_none()
-            && let Some(sha256) = sha256
-        {
-            // The parts' reads computed it: keep it, so that the check
-            // after finish need not read the file again.
             self.journal(move |journal| journal.mark_finished(id, len, Some(&sha256)).map(|_| ())).await?;
         }
         self.set_state(RecordingState::Finishing, None).await?;

@@ -211,13 +211,26 @@ impl LocalStore {
     fn read_parts(&self, upload_id: &str) -> StoreResult<Vec<StoredPart>> {
         let dir = self.upload_dir(upload_id)?.join("parts");
         let mut parts = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io_err)? {
+        // An abort running at the same moment removes the folder: the upload
+        // is gone, which is not a storage failure.
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NoSuchUpload),
+            Err(err) => return Err(io_err(err)),
+        };
+        for entry in entries {
             let entry = entry.map_err(io_err)?;
             let Some(part_number) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok())
             else {
                 continue; // a temporary file being written
             };
-            let text = std::fs::read_to_string(entry.path()).map_err(io_err)?;
+            let text = match std::fs::read_to_string(entry.path()) {
+                Ok(text) => text,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::NoSuchUpload);
+                }
+                Err(err) => return Err(io_err(err)),
+            };
             let mut fields = text.split_whitespace();
             let (Some(etag), Some(size)) = (fields.next(), fields.next().and_then(|s| s.parse().ok())) else {
                 continue;
@@ -293,7 +306,10 @@ impl LocalStore {
             .ok_or_else(|| StoreError::Invalid("an ETag is not an MD5".into()))?;
 
         let dir = self.upload_dir(upload_id)?;
-        let data = std::fs::OpenOptions::new().write(true).open(dir.join("data")).map_err(io_err)?;
+        let data = std::fs::OpenOptions::new().write(true).open(dir.join("data")).map_err(|err| {
+            // Aborted while this finish ran.
+            if err.kind() == std::io::ErrorKind::NotFound { StoreError::NoSuchUpload } else { io_err(err) }
+        })?;
         data.set_len(size).map_err(io_err)?;
         data.sync_all().map_err(io_err)?;
         let object = self.object_path(key)?;
