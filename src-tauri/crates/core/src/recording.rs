@@ -245,6 +245,25 @@ fn default_name() -> String {
     )
 }
 
+/// Passes every event from `from` on to `to`, wrapped, until `from` closes.
+fn forward<T: Clone + Send + 'static>(
+    mut from: broadcast::Receiver<T>,
+    to: broadcast::Sender<SessionEvent>,
+    wrap: impl Fn(T) -> SessionEvent + Send + 'static,
+) {
+    tokio::spawn(async move {
+        loop {
+            match from.recv().await {
+                Ok(event) => {
+                    let _ = to.send(wrap(event));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
 /// What the follower needs to start the upload of a file.
 #[derive(Clone)]
 struct Uploader {
@@ -273,19 +292,10 @@ impl Uploader {
                 client.clone(),
                 self.config.clone(),
             );
-            let mut upload_events = upload.subscribe();
-            let events = self.events.clone();
             let local_id = recording.id;
-            tokio::spawn(async move {
-                loop {
-                    match upload_events.recv().await {
-                        Ok(event) => {
-                            let _ = events.send(SessionEvent::Upload { local_id, event });
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    }
-                }
+            forward(upload.subscribe(), self.events.clone(), move |event| SessionEvent::Upload {
+                local_id,
+                event,
             });
             upload
         });
@@ -369,19 +379,7 @@ impl Opptak {
             .map_err(|err| Error::Recording(err.to_string()))?
             .map_err(Error::Capture)?;
         let (events, _) = broadcast::channel(1024);
-        let mut capture_events = recorder.subscribe();
-        let forward = events.clone();
-        tokio::spawn(async move {
-            loop {
-                match capture_events.recv().await {
-                    Ok(event) => {
-                        let _ = forward.send(SessionEvent::Capture(event));
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
+        forward(recorder.subscribe(), events.clone(), SessionEvent::Capture);
         let uploader = Uploader {
             journal: self.journal().clone(),
             destination: destination.map(|destination| (destination.id, destination.client.clone())),
