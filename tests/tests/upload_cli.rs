@@ -247,9 +247,12 @@ fn ten_sigkills_at_random_moments_lose_nothing_and_resend_little() {
     let file = work.path().join("lesson.wav");
     std::fs::write(&file, &data).unwrap();
     let client_dir = work.path().join("data");
+    // OPPTAK_KILL_SEED replays a failed run's schedule.
     let mut seed =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    eprintln!("kill schedule seed: {seed}");
+        std::env::var("OPPTAK_KILL_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+    eprintln!("kill schedule seed: {seed} (OPPTAK_KILL_SEED replays it)");
     let concurrency = 4;
 
     // Until the journal holds the recording (a kill may land before), the
@@ -299,8 +302,13 @@ fn ten_sigkills_at_random_moments_lose_nothing_and_resend_little() {
         }
         child.stop();
     }
-    let resumed = next_step().output().unwrap();
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    // Bounded: an upload that can never complete must fail here, not hang.
+    let log = work.path().join("last-resume.log");
+    let mut command = next_step();
+    command.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+    let status = ChildGuard::spawn("opptak", &mut command).unwrap().wait_timeout(Duration::from_secs(120));
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(matches!(status, Ok(status) if status.success()), "the last resume: {status:?}\n{stderr}");
     let listed = opptak(&client_dir).args(["recordings", "--json"]).output().unwrap();
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed[0]["status"], "safe on server", "{listed:#}");

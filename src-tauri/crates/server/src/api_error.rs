@@ -101,7 +101,15 @@ impl From<crate::Error> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        Self::unavailable(err)
+        match err {
+            // The session is open here but storage lost its upload (a server
+            // crash between completing and recording it): retrying cannot
+            // help, a new upload can.
+            StoreError::NoSuchUpload => Self::conflict(
+                "Storage no longer holds this upload's parts; start a new upload for the recording.",
+            ),
+            err => Self::unavailable(err),
+        }
     }
 }
 

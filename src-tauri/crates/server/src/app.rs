@@ -18,7 +18,7 @@ use opptak_api::{
     StartResponse, Timestamp,
 };
 use rusqlite::OptionalExtension;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedMutexGuard};
 use tower::ServiceExt;
 
 use crate::api_error::{ApiError, Reply, negotiate};
@@ -45,6 +45,29 @@ pub struct AppState {
     pub wake_jobs: Arc<Notify>,
     /// The base URL clients reach the server at.
     pub base_url: Arc<str>,
+    /// One upload session's requests, one at a time.
+    pub sessions: Arc<SessionLocks>,
+}
+
+/// Serialises the requests on one upload session. Finish completes the
+/// upload in storage and then records it; a listparts or abort between the
+/// two would find the session open and storage without its upload.
+#[derive(Debug)]
+pub struct SessionLocks([Arc<tokio::sync::Mutex<()>>; 64]);
+
+impl Default for SessionLocks {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| Arc::default()))
+    }
+}
+
+impl SessionLocks {
+    /// Waits until no other request holds `recording_id`'s session.
+    pub async fn lock(&self, recording_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(recording_id);
+        self.0[hash as usize % self.0.len()].clone().lock_owned().await
+    }
 }
 
 impl AppState {
@@ -77,6 +100,7 @@ impl AppState {
             metrics: Arc::default(),
             wake_jobs: Arc::default(),
             base_url: Arc::from(base_url),
+            sessions: Arc::default(),
         })
     }
 }
@@ -99,15 +123,35 @@ const LITERAL_SEGMENTS: &[&str] = &[
     "v1",
 ];
 
+/// Runs the request to its end even when the client hangs up. start, abort
+/// and finish change storage and then the database; cancelled between the
+/// two, the session would say "open" over an upload storage no longer has.
+async fn run_to_completion(request: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => ApiError::unavailable(err).into_response(),
+    }
+}
+
 /// The router: API endpoints (case-insensitive), operations routes and,
 /// with the local store, the storage routes.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
-        .route(&format!("{API}/native/upload/start/v1"), post(start))
+        .route(
+            &format!("{API}/native/upload/start/v1"),
+            post(start).layer(middleware::from_fn(run_to_completion)),
+        )
         .route(&format!("{API}/native/upload/parts/v1"), post(parts))
         .route(&format!("{API}/native/upload/listparts/v1"), post(list_parts))
-        .route(&format!("{API}/native/upload/abort/v1"), post(abort))
-        .route(&format!("{API}/native/upload/finish/v1"), post(finish))
+        .route(
+            &format!("{API}/native/upload/abort/v1"),
+            post(abort).layer(middleware::from_fn(run_to_completion)),
+        )
+        .route(
+            &format!("{API}/native/upload/finish/v1"),
+            post(finish).layer(middleware::from_fn(run_to_completion)),
+        )
         .route(&format!("{API}/recordings/v1"), get(list_recordings))
         .route(&format!("{API}/recordings/{{recording_id}}/v1"), get(recording_detail))
         .route("/healthz", get(healthz))
@@ -363,15 +407,16 @@ impl NamesSession for AbortRequest {
 /// Decodes a request that names an upload session and finds the caller's
 /// session, reporting the body's problems and a wrong uploadId together.
 /// An unknown recording (or another user's) is 404 unless the body itself
-/// is invalid.
+/// is invalid. The session stays locked while the guard lives.
 async fn decode_with_session<R: NamesSession>(
     state: &AppState,
     user: &User,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(R, Session), ApiError> {
+) -> Result<(R, Session, OwnedMutexGuard<()>), ApiError> {
     let Decoded { request, mut problems } = decode::<R>(state, headers, body).await?;
     let (recording_id, upload_id) = request.ids();
+    let guard = state.sessions.lock(recording_id).await;
     let session =
         if recording_id.is_empty() { None } else { load_session(&state.db, user, recording_id).await? };
     let Some(session) = session else {
@@ -387,7 +432,7 @@ async fn decode_with_session<R: NamesSession>(
             "uploadId is not the upload session start issued for this recording; use the uploadId from start.",
         );
     }
-    if problems.is_empty() { Ok((request, session)) } else { Err(ApiError::invalid(problems)) }
+    if problems.is_empty() { Ok((request, session, guard)) } else { Err(ApiError::invalid(problems)) }
 }
 
 fn closed_session_conflict(session: &Session) -> ApiError {
@@ -406,7 +451,8 @@ async fn parts(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply<PartsResponse>, ApiError> {
-    let (request, session) = decode_with_session::<PartsRequest>(&state, &user, &headers, body).await?;
+    let (request, session, _guard) =
+        decode_with_session::<PartsRequest>(&state, &user, &headers, body).await?;
     if session.state != "open" {
         return Err(closed_session_conflict(&session));
     }
@@ -445,7 +491,7 @@ async fn list_parts(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply<ListPartsResponse>, ApiError> {
-    let (_, session) = decode_with_session::<ListPartsRequest>(&state, &user, &headers, body).await?;
+    let (_, session, _guard) = decode_with_session::<ListPartsRequest>(&state, &user, &headers, body).await?;
     let parts = match session.state.as_str() {
         "open" => state
             .store
@@ -486,7 +532,7 @@ async fn abort(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply<AbortResponse>, ApiError> {
-    let (_, session) = decode_with_session::<AbortRequest>(&state, &user, &headers, body).await?;
+    let (_, session, _guard) = decode_with_session::<AbortRequest>(&state, &user, &headers, body).await?;
     match session.state.as_str() {
         "open" => {
             state.store.abort_upload(&session.object_key, &session.store_upload_id).await?;
@@ -522,6 +568,7 @@ async fn finish(
 ) -> Result<Reply<FinishResponse>, ApiError> {
     let mut decoded = decode::<FinishRequest>(&state, &headers, body).await?;
     let request = &decoded.request;
+    let _guard = state.sessions.lock(&request.recording_id).await;
     let session = if request.recording_id.is_empty() {
         None
     } else {

@@ -261,3 +261,71 @@ async fn finish_racing_an_abort_gets_a_client_error() {
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
     assert!(answer.json()["modelState"]["request.parts"].is_array(), "{}", answer.text());
 }
+
+/// A client that hangs up during finish must not leave the session "open"
+/// over an upload storage has already completed: listparts would then fail
+/// on every retry. Finish is dropped after ever longer moments, covering
+/// every step between reading the body and committing.
+#[tokio::test]
+async fn a_finish_the_client_hangs_up_on_still_completes_consistently() {
+    let fx = fixture().await;
+    for step in 0..14 {
+        let started = start(&fx.app, ADA).await;
+        let etags = upload_parts(&fx.app, &started, &[wav_bytes(100)]).await;
+        let request = finish_request(&started, etags.clone()).encode(BodyFormat::Json);
+        let hang_up_after = std::time::Duration::from_micros(50 << step);
+        let finishing = post(&fx.app, "finish", "application/json", request.clone());
+        let _ = tokio::time::timeout(hang_up_after, finishing).await;
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let listed = post_as(
+                &fx.app,
+                ADA,
+                "listparts",
+                &serde_json::json!({
+                    "recordingId": started.recording_id, "uploadId": started.upload_id,
+                }),
+            )
+            .await;
+            assert_eq!(listed.status, StatusCode::OK, "after {hang_up_after:?}: {}", listed.text());
+            let finished = fx
+                .state
+                .db
+                .call({
+                    let id = started.recording_id.clone();
+                    move |conn| {
+                        conn.query_row(
+                            "SELECT state FROM upload_sessions WHERE recording_id = ?1",
+                            [id],
+                            |row| row.get::<_, String>(0),
+                        )
+                    }
+                })
+                .await
+                .unwrap();
+            if finished == "completed" || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let again = post(&fx.app, "finish", "application/json", request).await;
+        assert_eq!(again.status, StatusCode::OK, "after {hang_up_after:?}: {}", again.text());
+    }
+}
+
+/// An open session whose upload storage no longer has (the server died
+/// between completing and recording it) is a conflict the client answers
+/// with a new upload, not a 503 it would retry for ever.
+#[tokio::test]
+async fn an_open_session_storage_lost_is_a_conflict_not_a_retry() {
+    let fx = fixture().await;
+    let started = start(&fx.app, ADA).await;
+    upload_parts(&fx.app, &started, &[wav_bytes(100)]).await;
+    let store_upload_id = store_upload_id(&fx, &started.upload_id).await;
+    fx.state.store.abort_upload(&started.object_key, &store_upload_id).await.unwrap();
+    let ids = serde_json::json!({ "recordingId": started.recording_id, "uploadId": started.upload_id });
+    let listed = post_as(&fx.app, ADA, "listparts", &ids).await;
+    assert_eq!(listed.status, StatusCode::CONFLICT, "{}", listed.text());
+    assert!(listed.text().contains("start a new upload"), "{}", listed.text());
+}
