@@ -127,6 +127,7 @@ mod form;
 mod format;
 mod json;
 mod limits;
+pub mod md5;
 mod model_state;
 mod requests;
 mod responses;

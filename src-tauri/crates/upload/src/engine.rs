@@ -353,14 +353,17 @@ impl Engine {
         source: &mut Source,
     ) -> std::result::Result<Uploaded, Interrupted> {
         let mut sent = self.reconcile(session, source).await?;
-        // With no SHA-256 in the journal, the parts' reads compute it as
-        // they go, so the file need not be read again for it.
-        let mut sha256 = recording.sha256.is_none().then(RunningSha256::default);
+        // With no SHA-256 in the journal, it is computed from the parts'
+        // bytes as they go, so the file need not be read again for it.
+        let sha256 = recording.sha256.is_none().then(ShaFeed::start);
         if session.state == SessionState::Open {
-            self.send_parts(session, source, &mut sent, &mut sha256).await?;
+            self.send_parts(session, source, &mut sent, sha256.as_ref()).await?;
         }
         let len = source.current().durable_len;
-        let sha256 = sha256.and_then(|running| running.of_whole(len));
+        let sha256 = match sha256 {
+            Some(feed) => feed.of_whole(len).await,
+            None => None,
+        };
         self.finish(recording, session, &sent, len, sha256).await?;
         self.wait_ready(session, source.path(), len).await.map_err(Interrupted::Failed)
     }
@@ -453,7 +456,7 @@ impl Engine {
         session: &UploadSession,
         source: &mut Source,
         sent: &mut BTreeMap<u32, PartRecord>,
-        sha256: &mut Option<RunningSha256>,
+        sha256: Option<&ShaFeed>,
     ) -> std::result::Result<(), Interrupted> {
         let mut hashed_ahead = BTreeMap::new();
         let mut in_flight: JoinSet<std::result::Result<PartRecord, Interrupted>> = JoinSet::new();
@@ -483,10 +486,14 @@ impl Engine {
                     due: due.iter().map(|&n| (n, part_range(n, session.part_size_bytes, len))).collect(),
                     ahead: ahead.iter().map(|&n| (n, part_range(n, session.part_size_bytes, len))).collect(),
                     hashed_ahead: std::mem::take(&mut hashed_ahead),
-                    sha256: sha256.take(),
                 };
                 let (parts, reads) = reads.run().await?;
-                (hashed_ahead, *sha256) = (reads.hashed_ahead, reads.sha256);
+                hashed_ahead = reads.hashed_ahead;
+                if let Some(feed) = sha256 {
+                    for (record, bytes, _) in &parts {
+                        feed.feed(record.offset, bytes.clone());
+                    }
+                }
                 for prepared in self.presign(session, parts).await? {
                     flying.insert(prepared.record.number);
                     let sender = shared.clone();
@@ -782,8 +789,8 @@ fn refused(err: CallError) -> Error {
     }
 }
 
-/// The hashing that spans the parts' reads: MD5s computed ahead of their
-/// part's turn, and the SHA-256 of the file so far.
+/// The parts' reads, and their MD5s, some computed ahead of their part's
+/// turn.
 ///
 /// A part is hashed when it is read to be sent, and [`lanes::LANES`] − 1
 /// parts that wait behind it are hashed in the same pass, side by side,
@@ -801,7 +808,6 @@ struct PartReads {
     ahead: Vec<(u32, (u64, u64))>,
     /// MD5s of parts hashed ahead: number → (offset, size, digest).
     hashed_ahead: BTreeMap<u32, (u64, u64, [u8; 16])>,
-    sha256: Option<RunningSha256>,
 }
 
 /// A part read and hashed, ready to be presigned and sent.
@@ -855,11 +861,6 @@ impl PartReads {
                 self.hashed_ahead.insert(number, (offset, size, *digest));
             }
         }
-        if let Some(sha256) = &mut self.sha256 {
-            for (buffer, &(_, (offset, _))) in buffers.iter().zip(&self.due) {
-                sha256.update(offset, buffer);
-            }
-        }
         Ok(self
             .due
             .iter()
@@ -896,6 +897,38 @@ impl RunningSha256 {
     /// The hex SHA-256 when every byte of a file of `len` bytes went in.
     fn of_whole(self, len: u64) -> Option<String> {
         (self.end == len).then(|| hex::encode(self.hasher.finalize()))
+    }
+}
+
+/// A [`RunningSha256`] on a thread of its own, fed each part's bytes as
+/// they are sent: hashing them then overlaps the parts in flight instead of
+/// delaying the read of the next part.
+struct ShaFeed {
+    parts: std::sync::mpsc::Sender<(u64, bytes::Bytes)>,
+    hashed: tokio::task::JoinHandle<RunningSha256>,
+}
+
+impl ShaFeed {
+    fn start() -> Self {
+        let (parts, queue) = std::sync::mpsc::channel::<(u64, bytes::Bytes)>();
+        let hashed = tokio::task::spawn_blocking(move || {
+            let mut running = RunningSha256::default();
+            for (offset, bytes) in queue {
+                running.update(offset, &bytes);
+            }
+            running
+        });
+        Self { parts, hashed }
+    }
+
+    fn feed(&self, offset: u64, bytes: bytes::Bytes) {
+        let _ = self.parts.send((offset, bytes));
+    }
+
+    /// See [`RunningSha256::of_whole`].
+    async fn of_whole(self, len: u64) -> Option<String> {
+        drop(self.parts);
+        self.hashed.await.ok()?.of_whole(len)
     }
 }
 
@@ -994,7 +1027,6 @@ mod tests {
             due: due.iter().copied().map(range).collect(),
             ahead: ahead.iter().copied().map(range).collect(),
             hashed_ahead: BTreeMap::new(),
-            sha256: Some(RunningSha256::default()),
         }
     }
 
@@ -1040,29 +1072,31 @@ mod tests {
         assert_eq!(parts[0].0.md5_hex, md5_hex(&data[PART as usize..2 * PART as usize]));
     }
 
-    #[test]
-    fn the_sha256_of_parts_read_in_order_is_the_files() {
-        let len = 4 * PART as usize + 17;
-        let (file, data) = file_of(len);
-        let mut reads = reads(file.path(), &[1, 2], &[], len as u64);
-        reads.read().unwrap();
-        for group in [&[3, 4][..], &[5]] {
-            reads.due = group.iter().map(|&n| (n, part_range(n, PART, Some(len as u64)))).collect();
-            reads.read().unwrap();
+    /// Reads the parts in `groups`, in order, feeding them to a [`ShaFeed`].
+    async fn sha256_of_parts_read(path: &Path, groups: &[&[u32]], len: u64) -> Option<String> {
+        let feed = ShaFeed::start();
+        for group in groups {
+            for (record, bytes, _) in reads(path, group, &[], len).read().unwrap() {
+                feed.feed(record.offset, bytes);
+            }
         }
-        let sha256 = reads.sha256.take().unwrap().of_whole(len as u64).unwrap();
-        assert_eq!(sha256, hex::encode(sha2::Sha256::digest(&data)));
+        feed.of_whole(len).await
     }
 
-    #[test]
-    fn the_sha256_stops_at_a_part_out_of_order() {
+    #[tokio::test]
+    async fn the_sha256_of_parts_read_in_order_is_the_files() {
+        let len = 4 * PART as usize + 17;
+        let (file, data) = file_of(len);
+        let sha256 = sha256_of_parts_read(file.path(), &[&[1, 2], &[3, 4], &[5]], len as u64).await;
+        assert_eq!(sha256.unwrap(), hex::encode(sha2::Sha256::digest(&data)));
+    }
+
+    #[tokio::test]
+    async fn the_sha256_stops_at_a_part_out_of_order() {
         let len = 3 * PART as usize;
         let (file, _) = file_of(len);
-        let mut reads = reads(file.path(), &[2, 3], &[], len as u64);
-        reads.read().unwrap();
-        reads.due = vec![(1, part_range(1, PART, Some(len as u64)))];
-        reads.read().unwrap();
-        assert_eq!(reads.sha256.take().unwrap().of_whole(len as u64), None, "part 1 came last");
+        let sha256 = sha256_of_parts_read(file.path(), &[&[2, 3], &[1]], len as u64).await;
+        assert_eq!(sha256, None, "part 1 came last");
     }
 
     #[test]

@@ -3,9 +3,8 @@
 //! One MD5 is a serial chain: each 64-byte step needs the one before, so a
 //! core hashes one message at ~1.4 CPU-s/GiB on the machines Opptak is
 //! measured on — more than everything else an upload costs the client.
-//! Independent parts fill the lanes of SIMD registers instead (`md5-many`
-//! picks SSE2, AVX2 or AVX-512 at run time), several in about the time of
-//! one.
+//! Independent parts fill the lanes of SIMD registers instead
+//! ([`opptak_api::md5`]), several in about the time of one.
 //!
 //! The parts come from memory (bytes already read to be sent) or straight
 //! from the file, read [`CHUNK`] bytes a lane at a time so the working set
@@ -13,12 +12,11 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
-use std::sync::OnceLock;
 
-use md5_many::{Md5Many, Md5State};
+use opptak_api::md5::{Md5State, finalize_many, update_many};
 
 /// MD5s computed side by side.
-pub const LANES: usize = 8;
+pub const LANES: usize = opptak_api::md5::FULL_BATCH;
 /// Bytes of each lane read from the file and hashed at a time.
 const CHUNK: usize = 256 * 1024;
 
@@ -43,12 +41,6 @@ impl Input<'_> {
             Self::File { len, .. } => *len,
         }
     }
-}
-
-/// The SIMD engine for this CPU, detected once.
-fn engine() -> Md5Many {
-    static ENGINE: OnceLock<Md5Many> = OnceLock::new();
-    *ENGINE.get_or_init(Md5Many::new)
 }
 
 /// The MD5 of each input, in order; [`LANES`] at a time when there are
@@ -81,12 +73,10 @@ pub fn md5_each(file: &File, inputs: &[Input<'_>]) -> std::io::Result<Vec<[u8; 1
                     Input::File { .. } => &buffer[..take(input)],
                 })
                 .collect();
-            engine().update_many(&mut states, &slices);
+            update_many(&mut states, &slices);
             done += CHUNK as u64;
         }
-        let mut batch_digests = vec![[0u8; 16]; batch.len()];
-        engine().finalize_many(&states, &mut batch_digests);
-        digests.extend(batch_digests);
+        digests.extend(finalize_many(&states));
     }
     Ok(digests)
 }

@@ -5,129 +5,193 @@
 //! measured on: more than everything else a part PUT costs the server. Parts
 //! arriving at the same time are independent messages, though: up to
 //! [`MAX_LANES`] of them go through the lanes of SIMD registers at once
-//! (`md5-many` picks SSE2, AVX2 or AVX-512 at run time), in about the time
-//! of one.
+//! ([`opptak_api::md5`]), in about the time of one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use md5_many::{Md5Many, Md5State};
+use opptak_api::md5::{Md5State, update_many};
 use tokio::sync::oneshot;
 
 /// Messages hashed side by side at most.
-pub const MAX_LANES: usize = 8;
+pub const MAX_LANES: usize = opptak_api::md5::FULL_BATCH;
 
-/// Hashes the blocks of every part being received, side by side, on one
-/// thread of its own.
-///
-/// Each part's blocks go in order through a [`HashStream`]; the thread takes
-/// the blocks waiting from up to [`MAX_LANES`] parts at once. So that
-/// parts arriving together share the lanes even when the thread keeps up
-/// with them, it waits up to [`GATHER`] after a block for one from each
-/// other part being received (the wait overlaps the parts' next blocks
-/// arriving, which takes longer).
-#[derive(Debug)]
-struct Hasher {
-    jobs: mpsc::Sender<Job>,
-    streams: AtomicUsize,
+/// How long a block may wait for a block of every other part being
+/// received, so that they share the lanes. Parts arrive side by side but
+/// not in step: a part's next 1 MiB block comes every ~2–10 ms.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// A part's blocks waiting to be hashed at most; it receives the next one
+/// meanwhile, so waiting for the others does not hold up its network reads.
+const QUEUED_PER_PART: usize = 2;
+
+/// What a [`HashStream`] asks of the MD5 thread.
+enum Message {
+    Open { stream: u64 },
+    Block { stream: u64, block: Bytes, hashed: oneshot::Sender<()> },
+    Finish { stream: u64, tail: Vec<u8>, digest: oneshot::Sender<[u8; 16]> },
+    Close { stream: u64 },
 }
 
-/// How long a block waits for other parts' blocks to share the lanes.
-const GATHER: Duration = Duration::from_millis(2);
-
-#[derive(Debug)]
-struct Job {
+/// One part's hashing, kept by the MD5 thread.
+#[derive(Default)]
+struct Part {
     progress: Md5State,
-    block: Bytes,
-    done: oneshot::Sender<Md5State>,
+    queued: VecDeque<(Bytes, oneshot::Sender<()>, Instant)>,
+    finish: Option<(Vec<u8>, oneshot::Sender<[u8; 16]>)>,
 }
 
-fn hasher() -> &'static Hasher {
-    static HASHER: OnceLock<Hasher> = OnceLock::new();
-    HASHER.get_or_init(|| {
-        let (jobs, queue) = mpsc::channel();
+/// The MD5 thread's queue, started on first use.
+fn sender() -> &'static mpsc::Sender<Message> {
+    static SENDER: OnceLock<mpsc::Sender<Message>> = OnceLock::new();
+    SENDER.get_or_init(|| {
+        let (sender, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("opptak-md5".into())
-            .spawn(move || hash_jobs(&queue))
+            .spawn(move || hash_parts(&queue))
             .expect("start the MD5 thread");
-        Hasher { jobs, streams: AtomicUsize::new(0) }
+        sender
     })
 }
 
-fn hash_jobs(queue: &mpsc::Receiver<Job>) {
-    let engine = Md5Many::new();
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        let deadline = Instant::now() + GATHER;
-        while batch.len() < hasher().streams.load(Ordering::Relaxed).clamp(1, MAX_LANES) {
-            match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+/// The MD5 thread: hashes the oldest waiting block of up to [`MAX_LANES`]
+/// parts at once, as soon as every part being received has one waiting (or
+/// one is finishing, or the oldest has waited [`GATHER`]).
+fn hash_parts(queue: &mpsc::Receiver<Message>) {
+    let mut parts: HashMap<u64, Part> = HashMap::new();
+    loop {
+        let oldest = parts.values().filter_map(|part| part.queued.front().map(|(_, _, at)| *at)).min();
+        let due = oldest.is_some_and(|oldest| {
+            oldest.elapsed() >= GATHER
+                || parts.values().all(|part| !part.queued.is_empty())
+                || parts.values().any(|part| part.finish.is_some() && !part.queued.is_empty())
+        });
+        if due {
+            hash_batch(&mut parts);
+            continue;
         }
-        while batch.len() < MAX_LANES {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let message = match oldest {
+            None => queue.recv().ok(),
+            Some(oldest) => match queue.recv_timeout(GATHER.saturating_sub(oldest.elapsed())) {
+                Ok(message) => Some(message),
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(message) = message else { return };
+        match message {
+            Message::Open { stream } => {
+                parts.insert(stream, Part::default());
             }
-        }
-        let mut progress: Vec<Md5State> = batch.iter().map(|job| job.progress).collect();
-        let blocks: Vec<&[u8]> = batch.iter().map(|job| &job.block[..]).collect();
-        engine.update_many(&mut progress, &blocks);
-        for (job, progress) in batch.into_iter().zip(progress) {
-            // The block goes before the answer, so its owner gets it back unshared.
-            drop(job.block);
-            let _ = job.done.send(progress); // a part given up on no longer waits
+            Message::Block { stream, block, hashed } => {
+                parts.entry(stream).or_default().queued.push_back((block, hashed, Instant::now()));
+            }
+            Message::Finish { stream, tail, digest } => {
+                parts.entry(stream).or_default().finish = Some((tail, digest));
+                finish_drained(&mut parts);
+            }
+            Message::Close { stream } => {
+                parts.remove(&stream);
+            }
         }
     }
 }
 
-/// The MD5 of one part, fed block by block to the shared MD5 thread; one
-/// block is hashed while the caller gets the next.
+/// Hashes the oldest waiting block of each part, up to [`MAX_LANES`] parts.
+fn hash_batch(parts: &mut HashMap<u64, Part>) {
+    let mut waiting: Vec<(u64, Instant)> = parts
+        .iter()
+        .filter_map(|(&stream, part)| part.queued.front().map(|(_, _, at)| (stream, *at)))
+        .collect();
+    waiting.sort_by_key(|&(_, at)| at);
+    waiting.truncate(MAX_LANES);
+    let mut batch: Vec<(u64, Bytes, oneshot::Sender<()>)> = waiting
+        .iter()
+        .map(|(stream, _)| {
+            let (block, hashed, _) =
+                parts.get_mut(stream).and_then(|part| part.queued.pop_front()).expect("waiting");
+            (*stream, block, hashed)
+        })
+        .collect();
+    let mut progress: Vec<Md5State> = batch.iter().map(|(stream, _, _)| parts[stream].progress).collect();
+    let blocks: Vec<&[u8]> = batch.iter().map(|(_, block, _)| &block[..]).collect();
+    update_many(&mut progress, &blocks);
+    for ((stream, block, hashed), progress) in batch.drain(..).zip(progress) {
+        parts.get_mut(&stream).expect("still here").progress = progress;
+        // The block goes before the answer, so its owner may get it back unshared.
+        drop(block);
+        let _ = hashed.send(()); // a part given up on no longer waits
+    }
+    finish_drained(parts);
+}
+
+/// Answers every finishing part whose blocks are all hashed.
+fn finish_drained(parts: &mut HashMap<u64, Part>) {
+    let done: Vec<u64> = parts
+        .iter()
+        .filter(|(_, part)| part.finish.is_some() && part.queued.is_empty())
+        .map(|(&stream, _)| stream)
+        .collect();
+    for stream in done {
+        let mut part = parts.remove(&stream).expect("listed");
+        let (tail, digest) = part.finish.take().expect("finishing");
+        part.progress.update(&tail);
+        let _ = digest.send(part.progress.finalize());
+    }
+}
+
+/// The MD5 of one part, fed block by block to the shared MD5 thread, which
+/// hashes it beside the other parts being received.
 #[derive(Debug)]
 pub struct HashStream {
-    progress: Md5State,
-    pending: Option<oneshot::Receiver<Md5State>>,
+    stream: u64,
+    /// Blocks sent and not yet hashed, oldest first.
+    queued: VecDeque<oneshot::Receiver<()>>,
+    finished: bool,
 }
 
 impl HashStream {
     /// A stream for one message, counted among the parts whose blocks the
     /// MD5 thread waits for.
     pub fn new() -> Self {
-        hasher().streams.fetch_add(1, Ordering::Relaxed);
-        Self { progress: Md5State::new(), pending: None }
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let stream = NEXT.fetch_add(1, Ordering::Relaxed);
+        let _ = sender().send(Message::Open { stream });
+        Self { stream, queued: VecDeque::new(), finished: false }
     }
 
-    /// Queues `block` (whole 64-byte blocks) once the previous one is hashed.
+    /// Queues `block` (whole 64-byte blocks); waits first while
+    /// [`QUEUED_PER_PART`] blocks of this part are still waiting.
     pub async fn update(&mut self, block: Bytes) -> std::io::Result<()> {
-        self.wait().await?;
-        let (done, pending) = oneshot::channel();
-        let job = Job { progress: self.progress, block, done };
-        hasher().jobs.send(job).map_err(|_| stopped())?;
-        self.pending = Some(pending);
+        while self.queued.len() >= QUEUED_PER_PART {
+            let oldest = self.queued.pop_front().expect("not empty");
+            oldest.await.map_err(|_| stopped())?;
+        }
+        let (hashed, waiting) = oneshot::channel();
+        sender().send(Message::Block { stream: self.stream, block, hashed }).map_err(|_| stopped())?;
+        self.queued.push_back(waiting);
         Ok(())
     }
 
     /// The digest of the blocks and then `tail`, of any length.
     pub async fn finish(mut self, tail: &[u8]) -> std::io::Result<[u8; 16]> {
-        self.wait().await?;
-        self.progress.update(tail);
-        Ok(self.progress.finalize())
-    }
-
-    async fn wait(&mut self) -> std::io::Result<()> {
-        if let Some(pending) = self.pending.take() {
-            self.progress = pending.await.map_err(|_| stopped())?;
-        }
-        Ok(())
+        self.finished = true;
+        let (digest, answer) = oneshot::channel();
+        sender()
+            .send(Message::Finish { stream: self.stream, tail: tail.to_vec(), digest })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
     }
 }
 
 impl Drop for HashStream {
     fn drop(&mut self) {
-        hasher().streams.fetch_sub(1, Ordering::Relaxed);
+        if !self.finished {
+            let _ = sender().send(Message::Close { stream: self.stream });
+        }
     }
 }
 
