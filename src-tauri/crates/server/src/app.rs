@@ -63,7 +63,7 @@ impl Default for SessionLocks {
 
 impl SessionLocks {
     /// Waits until no other request holds `recording_id`'s session.
-    pub async fn lock(&self, recording_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn lock(&self, recording_id: &str) -> OwnedMutexGuard<()> {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(recording_id);
         self.0[hash as usize % self.0.len()].clone().lock_owned().await

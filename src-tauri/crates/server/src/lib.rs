@@ -34,7 +34,7 @@ mod server;
 pub mod store;
 mod sweeper;
 
-pub use app::{AppState, app};
+pub use app::{AppState, SessionLocks, app};
 pub use auth::UserToken;
 pub use server::{Limits, Server, ServerBuilder, ServerHandle, StoreConfig};
 
