@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::presigning::PresigningConfig;
-use opptak_tests::bench::write_section;
+use opptak_tests::bench::{children_cpu_time, cores, cpu_time, now_utc, write_section};
 use opptak_tests::{OpptakServe, SeaweedFs, TEST_TOKEN};
 
 const MIB: u64 = 1024 * 1024;
@@ -63,39 +63,6 @@ struct Run {
     seconds: f64,
 }
 
-/// CPU-seconds of the children this process has waited for (user + sys),
-/// from /proc/self/stat (cutime, cstime).
-fn children_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    stat_cpu(&stat, 13..15) // fields 16 and 17, counted after the command name
-}
-
-/// CPU-seconds process `pid` has used itself (utime, stime).
-fn process_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat_cpu(&stat, 11..13) // fields 14 and 15
-}
-
-/// Sums the clock-tick fields `range` (0 = the state field) of a stat line.
-fn stat_cpu(stat: &str, range: std::ops::Range<usize>) -> f64 {
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields.get(range).unwrap_or_default().iter().filter_map(|f| f.parse::<u64>().ok()).sum();
-    ticks as f64 / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
 /// The id of this process's child named `name` (e.g. `weed`).
 fn child_named(name: &str) -> Option<u32> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
@@ -116,8 +83,8 @@ fn child_named(name: &str) -> Option<u32> {
 /// Returns its stdout.
 fn timed(what: &str, command: &mut Command, store_pid: Option<u32>) -> (Run, String) {
     use std::io::{BufRead as _, Read as _};
-    let cpu_before = children_cpu_seconds();
-    let store_before = store_pid.map(process_cpu_seconds);
+    let cpu_before = children_cpu_time().as_secs_f64();
+    let store_before = store_pid.map(|pid| cpu_time(pid).as_secs_f64());
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -139,12 +106,12 @@ fn timed(what: &str, command: &mut Command, store_pid: Option<u32>) -> (Run, Str
     }
     let status = child.wait().unwrap_or_else(|err| panic!("wait for {what}: {err}"));
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = children_cpu_seconds() - cpu_before;
+    let cpu = children_cpu_time().as_secs_f64() - cpu_before;
     let errors = errors.join().unwrap_or_default();
     assert!(status.success(), "{what} failed ({status}):\n{stdout}\n{errors}");
     let gib = SIZE as f64 / GIB as f64;
     let store_cpu_per_gib =
-        store_pid.zip(store_before).map(|(pid, before)| (process_cpu_seconds(pid) - before) / gib);
+        store_pid.zip(store_before).map(|(pid, before)| (cpu_time(pid).as_secs_f64() - before) / gib);
     let run = Run {
         mib_s: SIZE as f64 / MIB as f64 / seconds,
         cpu_per_gib: cpu / gib,
@@ -611,11 +578,6 @@ fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
-fn time_now() -> String {
-    let output = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
-    output.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned()).unwrap_or_default()
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -630,8 +592,8 @@ async fn main() {
         "## Upload clients (`--bench upload`)\n\nMeasured {} on {} cores (load average before: {}), release build. \
          MiB/s is the file's size over the client's wall time (start to exit); CPU is the client's user + sys time \
          with its children; every server runs on the same machine.\n\n",
-        time_now(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        now_utc(),
+        cores(),
         load_average(),
     );
     to_seaweed(&mut table, scratch.path()).await;

@@ -22,12 +22,20 @@ pub fn write_section(name: &str, section: &str) {
     std::fs::write(&path, new).expect("write tests/BENCHMARKS.md");
 }
 
+/// The date and time now, UTC, to the minute.
+pub fn now_utc() -> String {
+    let output = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
+    output.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned()).unwrap_or_default()
+}
+
+/// How many cores this machine has.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+}
+
 /// The heading line every section starts with: when, and on how many cores.
 pub fn measured_line() -> String {
-    let output = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
-    let now = output.map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned()).unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!("Measured {now} on {cores} cores, release build.")
+    format!("Measured {} on {} cores, release build.", now_utc(), cores())
 }
 
 /// The median (the upper one for an even count).
@@ -58,13 +66,24 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
 
 /// User + system CPU time `pid` has used so far.
 pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces; the fields after it are fixed.
+    // utime and stime: fields 14 and 15 of stat(5).
+    stat_ticks(&pid.to_string(), 11..13)
+}
+
+/// User + system CPU time of the children this process has waited for.
+pub fn children_cpu_time() -> Duration {
+    // cutime and cstime: fields 16 and 17 of stat(5).
+    stat_ticks("self", 13..15)
+}
+
+/// The sum of the clock-tick fields `range` of `/proc/PROC/stat`, counted
+/// from 0 after the command name (which may hold spaces).
+fn stat_ticks(proc: &str, range: std::ops::Range<usize>) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{proc}/stat")).unwrap_or_default();
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |index: usize| fields.get(index).and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of stat(5); 12 and 13 after the name.
+    let ticks: u64 = fields.get(range).unwrap_or_default().iter().filter_map(|f| f.parse::<u64>().ok()).sum();
     let per_second =
         nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
-    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / per_second as f64)
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
 }

@@ -126,7 +126,8 @@ impl Opptak {
     }
 
     /// Adds a finished file to the journal (or finds it there, when it was
-    /// added before and not uploaded yet), with its length (its SHA-256 is learnt as the upload reads it).
+    /// added before and not uploaded yet), with its length; its SHA-256 is
+    /// learnt as the upload reads it.
     /// Without `content_type`, the file's extension names it.
     pub async fn add_file(
         &self,

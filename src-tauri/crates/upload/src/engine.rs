@@ -354,8 +354,12 @@ impl Engine {
     ) -> std::result::Result<Uploaded, Interrupted> {
         let mut sent = self.reconcile(session, source).await?;
         // With no SHA-256 in the journal, it is computed from the parts'
-        // bytes as they go, so the file need not be read again for it.
-        let sha256 = recording.sha256.is_none().then(ShaFeed::start);
+        // bytes as they go, so the file need not be read again for it; but
+        // only when every byte will pass in order (no part sent before a
+        // restart, part 1 not held back): otherwise the file is read at
+        // finish anyway.
+        let sees_every_byte = sent.is_empty() && !source.holds_first_part();
+        let sha256 = (recording.sha256.is_none() && sees_every_byte).then(ShaFeed::start);
         if session.state == SessionState::Open {
             self.send_parts(session, source, &mut sent, sha256.as_ref()).await?;
         }

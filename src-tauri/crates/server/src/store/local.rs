@@ -75,6 +75,13 @@ fn io_err(err: std::io::Error) -> StoreError {
     StoreError::Unavailable(format!("local storage: {err}"))
 }
 
+/// An error reading or writing a file of an upload: one that is not there
+/// means the upload is gone (an abort removed its folder, perhaps while this
+/// ran), which is not a storage failure.
+fn upload_io_err(err: std::io::Error) -> StoreError {
+    if err.kind() == std::io::ErrorKind::NotFound { StoreError::NoSuchUpload } else { io_err(err) }
+}
+
 impl LocalStore {
     /// Opens (creating) the store under `root`. The URL-signing key lives in
     /// `root/signing.key` so URLs stay valid across restarts.
@@ -147,12 +154,9 @@ impl LocalStore {
 
     fn read_upload_meta(&self, upload_id: &str) -> StoreResult<UploadMeta> {
         let path = self.upload_dir(upload_id)?.join("meta.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|err| StoreError::Unavailable(format!("{} is damaged: {err}", path.display()))),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NoSuchUpload),
-            Err(err) => Err(io_err(err)),
-        }
+        let bytes = std::fs::read(&path).map_err(upload_io_err)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|err| StoreError::Unavailable(format!("{} is damaged: {err}", path.display())))
     }
 
     fn signature(
@@ -211,26 +215,13 @@ impl LocalStore {
     fn read_parts(&self, upload_id: &str) -> StoreResult<Vec<StoredPart>> {
         let dir = self.upload_dir(upload_id)?.join("parts");
         let mut parts = Vec::new();
-        // An abort running at the same moment removes the folder: the upload
-        // is gone, which is not a storage failure.
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NoSuchUpload),
-            Err(err) => return Err(io_err(err)),
-        };
-        for entry in entries {
+        for entry in std::fs::read_dir(&dir).map_err(upload_io_err)? {
             let entry = entry.map_err(io_err)?;
             let Some(part_number) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok())
             else {
                 continue; // a temporary file being written
             };
-            let text = match std::fs::read_to_string(entry.path()) {
-                Ok(text) => text,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::NoSuchUpload);
-                }
-                Err(err) => return Err(io_err(err)),
-            };
+            let text = std::fs::read_to_string(entry.path()).map_err(upload_io_err)?;
             let mut fields = text.split_whitespace();
             let (Some(etag), Some(size)) = (fields.next(), fields.next().and_then(|s| s.parse().ok())) else {
                 continue;
@@ -306,10 +297,7 @@ impl LocalStore {
             .ok_or_else(|| StoreError::Invalid("an ETag is not an MD5".into()))?;
 
         let dir = self.upload_dir(upload_id)?;
-        let data = std::fs::OpenOptions::new().write(true).open(dir.join("data")).map_err(|err| {
-            // Aborted while this finish ran.
-            if err.kind() == std::io::ErrorKind::NotFound { StoreError::NoSuchUpload } else { io_err(err) }
-        })?;
+        let data = std::fs::OpenOptions::new().write(true).open(dir.join("data")).map_err(upload_io_err)?;
         data.set_len(size).map_err(io_err)?;
         data.sync_all().map_err(io_err)?;
         let object = self.object_path(key)?;
@@ -827,13 +815,11 @@ fn open_direct(_path: &Path) -> Option<std::fs::File> {
 
 /// The upload's data file, open for writing.
 async fn open_data(upload_dir: &Path) -> Result<tokio::fs::File, Response> {
-    tokio::fs::OpenOptions::new().write(true).open(upload_dir.join("data")).await.map_err(|err| {
-        if err.kind() == std::io::ErrorKind::NotFound {
-            store_failure(&StoreError::NoSuchUpload)
-        } else {
-            store_failure(&io_err(err))
-        }
-    })
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(upload_dir.join("data"))
+        .await
+        .map_err(|err| store_failure(&upload_io_err(err)))
 }
 
 /// Records a part as stored ("md5 size" in its marker file); returns its MD5.
