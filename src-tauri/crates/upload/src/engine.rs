@@ -6,18 +6,19 @@
 //! - a part is journaled as sent only after storage answered its PUT with
 //!   an ETag equal to the MD5 of the bytes read from the file;
 //! - a part's bytes are read from the file for each attempt, and hashed
-//!   again for each retry, so memory holds at most `concurrency` parts
-//!   (parts hashed ahead of their turn, side by side with the one being
-//!   read, are read a chunk at a time and only their MD5 is kept);
-//! - every byte is hashed once per algorithm: MD5 for its part, SHA-256 (when
-//!   the journal has none) as the parts are read in order.
+//!   again for each retry, so memory holds about `concurrency` parts; the
+//!   parts about to go are hashed ahead of their turn, side by side, read a
+//!   chunk at a time, and only their MD5 is kept (storage checks the bytes
+//!   sent against it);
+//! - every byte is hashed once per algorithm in the first pass: MD5 ahead
+//!   of its part's turn, SHA-256 (when the journal has none) as the parts go;
 //! - `finish` is sent only when parts 1..N cover the finished file exactly;
 //! - on resume, storage's `listparts` and the journal are reconciled before
 //!   anything is sent: a stored part with the local bytes' MD5 is adopted, a
 //!   journaled part storage lacks is sent again, and a local file whose
 //!   bytes no longer match a sent part fails the upload.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
+use crate::buffers::PartBuffers;
 use crate::client::{ApiClient, CallError};
 use crate::lanes;
 use crate::source::{Source, part_range, sendable_parts};
@@ -405,7 +407,7 @@ impl Engine {
             md5_of_ranges(source.path(), journaled.values().map(|part| (part.offset, part.size)).collect())
                 .await?;
         for ((number, part), local) in journaled.iter().zip(local) {
-            if local != part.md5_hex {
+            if hex::encode(local) != part.md5_hex {
                 return Err(
                     Error::FileChanged { path: source.path().display().to_string(), part: *number }.into()
                 );
@@ -443,7 +445,8 @@ impl Engine {
             candidates.iter().map(|(_, _, offset, size)| (*offset, *size)).collect(),
         )
         .await?;
-        for ((number, etag, offset, size), md5_hex) in candidates.into_iter().zip(local) {
+        for ((number, etag, offset, size), md5) in candidates.into_iter().zip(local) {
+            let md5_hex = hex::encode(md5);
             if md5_hex == etag {
                 let part = PartRecord { number, offset, size, md5_hex, etag };
                 let record = part.clone();
@@ -455,6 +458,13 @@ impl Engine {
         Ok(sent)
     }
 
+    /// Sends every part not yet sent, `concurrency` at a time, until the
+    /// finished file is covered.
+    ///
+    /// Nothing that can run beside the PUTs holds them up: the parts about
+    /// to go are hashed side by side (without keeping their bytes) and
+    /// presigned in one call ahead of their turn, and a part's journal
+    /// commit runs while the next part is already on its way.
     async fn send_parts(
         &self,
         session: &UploadSession,
@@ -462,62 +472,79 @@ impl Engine {
         sent: &mut BTreeMap<u32, PartRecord>,
         sha256: Option<&ShaFeed>,
     ) -> std::result::Result<(), Interrupted> {
-        let mut hashed_ahead = BTreeMap::new();
-        let mut in_flight: JoinSet<std::result::Result<PartRecord, Interrupted>> = JoinSet::new();
-        let mut flying = BTreeSet::new();
         let shared = Arc::new(PartSender {
             client: self.client.clone(),
             session: session.clone(),
             path: source.path().to_path_buf(),
             backoff: self.config.backoff,
             events: self.events.clone(),
+            sha256: sha256.map(ShaFeed::sender),
+            // One per part in flight, and one for a part whose bytes the
+            // SHA-256 still holds.
+            buffers: PartBuffers::new(self.config.concurrency + 1),
         });
+        // Parts hashed and presigned, waiting for a free slot.
+        let mut ready: VecDeque<ReadyPart> = VecDeque::new();
+        // At most one hashing pass at a time.
+        let mut hashing: JoinSet<Result<Vec<HashedPart>>> = JoinSet::new();
+        let mut putting: JoinSet<std::result::Result<PartRecord, Interrupted>> = JoinSet::new();
+        let mut committing: JoinSet<Result<PartRecord>> = JoinSet::new();
+        // Parts somewhere on that way and not yet in `sent`.
+        let mut claimed = BTreeSet::new();
         let mut writer_alive = true;
         loop {
             let state = source.current();
             let len = state.finished.then_some(state.durable_len);
-            let mut waiting = sendable_parts(state, session.part_size_bytes, source.holds_first_part())
-                .filter(|number| !sent.contains_key(number) && !flying.contains(number));
-            let due: Vec<u32> =
-                waiting.by_ref().take(self.config.concurrency.saturating_sub(flying.len())).collect();
-            if !due.is_empty() {
-                let ahead: Vec<u32> = waiting
-                    .filter(|number| !hashed_ahead.contains_key(number))
-                    .take(lanes::LANES - 1)
-                    .collect();
-                let reads = PartReads {
-                    path: source.path().to_path_buf(),
-                    due: due.iter().map(|&n| (n, part_range(n, session.part_size_bytes, len))).collect(),
-                    ahead: ahead.iter().map(|&n| (n, part_range(n, session.part_size_bytes, len))).collect(),
-                    hashed_ahead: std::mem::take(&mut hashed_ahead),
-                };
-                let (parts, reads) = reads.run().await?;
-                hashed_ahead = reads.hashed_ahead;
-                if let Some(feed) = sha256 {
-                    for (record, bytes, _) in &parts {
-                        feed.feed(record.offset, bytes.clone());
-                    }
+            if hashing.is_empty() && ready.len() < self.config.concurrency {
+                let next: Vec<PartRecord> =
+                    sendable_parts(state, session.part_size_bytes, source.holds_first_part())
+                        .filter(|number| !sent.contains_key(number) && !claimed.contains(number))
+                        .take(lanes::LANES)
+                        .map(|number| {
+                            let (offset, size) = part_range(number, session.part_size_bytes, len);
+                            PartRecord { number, offset, size, md5_hex: String::new(), etag: String::new() }
+                        })
+                        .collect();
+                if !next.is_empty() {
+                    claimed.extend(next.iter().map(|part| part.number));
+                    let path = source.path().to_path_buf();
+                    hashing.spawn(async move {
+                        let ranges = next.iter().map(|part| (part.offset, part.size)).collect();
+                        let digests = md5_of_ranges(&path, ranges).await?;
+                        Ok(next.into_iter().zip(digests).collect())
+                    });
                 }
-                for prepared in self.presign(session, parts).await? {
-                    flying.insert(prepared.record.number);
-                    let sender = shared.clone();
-                    in_flight.spawn(async move { sender.send(prepared).await });
-                }
+            }
+            while putting.len() < self.config.concurrency
+                && let Some(part) = ready.pop_front()
+            {
+                let sender = shared.clone();
+                putting.spawn(async move { sender.send(part).await });
             }
             let all_sent = state.finished
                 && sendable_parts(state, session.part_size_bytes, false).all(|n| sent.contains_key(&n));
-            if all_sent && in_flight.is_empty() {
+            if all_sent {
                 return Ok(());
             }
-            if !state.finished && !writer_alive && in_flight.is_empty() {
+            if !state.finished && !writer_alive && claimed.is_empty() {
                 return Err(Error::SourceAbandoned.into());
             }
             tokio::select! {
-                Some(done) = in_flight.join_next() => {
+                Some(hashed) = hashing.join_next() => {
+                    let hashed = hashed.map_err(|err| Error::Internal(format!("hashing stopped: {err}")))??;
+                    ready.extend(self.presign(session, hashed).await?);
+                }
+                Some(done) = putting.join_next() => {
                     let part = done.map_err(|err| Error::Internal(format!("part task stopped: {err}")))??;
-                    let (session_id, record) = (session.id, part.clone());
-                    self.journal(move |journal| journal.record_part_sent(session_id, record)).await?;
-                    flying.remove(&part.number);
+                    let (journal, session_id) = (self.journal.clone(), session.id);
+                    committing.spawn_blocking(move || {
+                        journal.record_part_sent(session_id, part.clone())?;
+                        Ok(part)
+                    });
+                }
+                Some(done) = committing.join_next() => {
+                    let part = done.map_err(|err| Error::Internal(format!("journal task stopped: {err}")))??;
+                    claimed.remove(&part.number);
                     sent.insert(part.number, part.clone());
                     let sent_bytes = sent.values().map(|part| part.size).sum();
                     self.emit(UploadEvent::PartSent { part_number: part.number, sent_bytes, total_bytes: state.durable_len });
@@ -527,19 +554,17 @@ impl Engine {
         }
     }
 
-    /// Presigns the parts about to go, read and hashed, in one call.
+    /// Presigns parts hashed ahead of their turn, in one call.
     async fn presign(
         &self,
         session: &UploadSession,
-        prepared: Vec<(PartRecord, bytes::Bytes, [u8; 16])>,
-    ) -> std::result::Result<Vec<Prepared>, Interrupted> {
+        hashed: Vec<HashedPart>,
+    ) -> std::result::Result<Vec<ReadyPart>, Interrupted> {
         let request = PartsRequest {
             recording_id: session.server_recording_id.clone(),
             upload_id: session.upload_id.clone(),
-            part_numbers: prepared.iter().map(|(record, _, _)| record.number).collect(),
-            content_md5: Some(
-                prepared.iter().map(|(_, _, digest)| ContentMd5::from_digest(*digest)).collect(),
-            ),
+            part_numbers: hashed.iter().map(|(record, _)| record.number).collect(),
+            content_md5: Some(hashed.iter().map(|(_, digest)| ContentMd5::from_digest(*digest)).collect()),
         };
         let presigned = match self.retrying(|| self.client.parts(&request)).await {
             Ok(presigned) => presigned.parts,
@@ -548,11 +573,11 @@ impl Engine {
             }
             Err(err) => return Err(refused(err).into()),
         };
-        Ok(prepared
+        Ok(hashed
             .into_iter()
-            .map(|(record, bytes, digest)| {
+            .map(|(record, digest)| {
                 let url = presigned.iter().find(|part| part.part_number == record.number).cloned();
-                Prepared { record, first_attempt: url.map(|url| (bytes, digest, url)) }
+                ReadyPart { record, first_attempt: url.map(|url| (digest, url)) }
             })
             .collect())
     }
@@ -662,30 +687,40 @@ struct PartSender {
     path: std::path::PathBuf,
     backoff: Backoff,
     events: broadcast::Sender<UploadEvent>,
+    /// Where each part's bytes go, the first time they are read, when the
+    /// file's SHA-256 is computed from them.
+    sha256: Option<std::sync::mpsc::Sender<(u64, bytes::Bytes)>>,
+    buffers: Arc<PartBuffers>,
 }
 
-/// A part about to go: where it is, and for its first attempt the bytes
-/// already read and hashed with the URL presigned for them.
-struct Prepared {
+/// A part and its MD5, computed ahead of its turn.
+type HashedPart = (PartRecord, [u8; 16]);
+
+/// A part about to go: where it is, and for its first attempt its MD5,
+/// computed ahead of its turn, with the URL presigned for it.
+struct ReadyPart {
     record: PartRecord,
-    first_attempt: Option<(bytes::Bytes, [u8; 16], PresignedPart)>,
+    first_attempt: Option<([u8; 16], PresignedPart)>,
 }
 
 impl PartSender {
-    /// PUTs one part until storage has it; retries read and hash the bytes
-    /// again and presign anew.
-    async fn send(&self, prepared: Prepared) -> std::result::Result<PartRecord, Interrupted> {
-        let Prepared { record, mut first_attempt } = prepared;
+    /// PUTs one part until storage has it. Its bytes are read now; if they
+    /// changed since they were hashed, storage refuses them (Content-MD5)
+    /// and the retry reads and hashes them again, and presigns anew.
+    async fn send(&self, ready: ReadyPart) -> std::result::Result<PartRecord, Interrupted> {
+        let ReadyPart { record, mut first_attempt } = ready;
         let (number, offset, size) = (record.number, record.offset, record.size);
         let mut attempt = 0;
         loop {
-            let (bytes, digest, presigned) = match first_attempt.take() {
-                Some(first) => (first.0, first.1, Some(first.2)),
-                None => {
-                    let bytes = read_part(&self.path, offset, size).await?;
-                    let digest: [u8; 16] = md5::Md5::digest(&bytes).into();
-                    (bytes, digest, None)
+            let bytes = read_part(&self.buffers, &self.path, offset, size).await?;
+            let (digest, presigned) = match first_attempt.take() {
+                Some((digest, url)) => {
+                    if let Some(sha256) = &self.sha256 {
+                        let _ = sha256.send((offset, bytes.clone()));
+                    }
+                    (digest, Some(url))
                 }
+                None => (md5::Md5::digest(&bytes).into(), None),
             };
             let md5_hex = hex::encode(digest);
             let outcome = match presigned {
@@ -793,120 +828,52 @@ fn refused(err: CallError) -> Error {
     }
 }
 
-/// The parts' reads, and their MD5s, some computed ahead of their part's
-/// turn.
-///
-/// A part is hashed when it is read to be sent, and [`lanes::LANES`] − 1
-/// parts that wait behind it are hashed in the same pass, side by side,
-/// read from the file a chunk at a time without being kept. Their turn
-/// then costs only the read. The bytes they are sent with are read again
-/// then, from the same durable range; storage checks them against the
-/// Content-MD5 from this pass and answers with their ETag, which must equal
-/// it, so bytes that changed in between are refused, and the retry reads
-/// and hashes them again.
-struct PartReads {
-    path: std::path::PathBuf,
-    /// Parts to read and send now: number, (offset, size).
-    due: Vec<(u32, (u64, u64))>,
-    /// Parts that wait behind them, to hash in the same pass.
-    ahead: Vec<(u32, (u64, u64))>,
-    /// MD5s of parts hashed ahead: number → (offset, size, digest).
-    hashed_ahead: BTreeMap<u32, (u64, u64, [u8; 16])>,
-}
-
-/// A part read and hashed, ready to be presigned and sent.
-type ReadPart = (PartRecord, bytes::Bytes, [u8; 16]);
-
-impl PartReads {
-    /// Reads and hashes on a blocking thread; gives back the parts and
-    /// the hashing state to carry on with.
-    async fn run(self) -> Result<(Vec<ReadPart>, Self)> {
-        let path_text = self.path.display().to_string();
-        tokio::task::spawn_blocking(move || {
-            let mut reads = self;
-            let parts = reads.read()?;
-            Ok::<_, std::io::Error>((parts, reads))
-        })
-        .await
-        .map_err(|err| Error::Internal(err.to_string()))?
-        .map_err(|source| Error::Read { path: path_text, source })
-    }
-
-    fn read(&mut self) -> std::io::Result<Vec<ReadPart>> {
-        let file = std::fs::File::open(&self.path)?;
-        let buffers = self
-            .due
-            .iter()
-            .map(|&(_, (offset, size))| read_range(&file, offset, size))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let mut digests: Vec<Option<[u8; 16]>> = self
-            .due
-            .iter()
-            .map(|(number, range)| {
-                let hashed = self.hashed_ahead.remove(number);
-                hashed.filter(|(offset, size, _)| (*offset, *size) == *range).map(|(_, _, digest)| digest)
-            })
-            .collect();
-        let missing: Vec<usize> = (0..digests.len()).filter(|&index| digests[index].is_none()).collect();
-        if !missing.is_empty() {
-            // Fill the lanes of the last pass with parts that wait.
-            let spare = (lanes::LANES - missing.len() % lanes::LANES) % lanes::LANES;
-            let ahead = &self.ahead[..spare.min(self.ahead.len())];
-            let inputs: Vec<lanes::Input<'_>> = missing
-                .iter()
-                .map(|&index| lanes::Input::Memory(&buffers[index]))
-                .chain(ahead.iter().map(|&(_, (offset, len))| lanes::Input::File { offset, len }))
-                .collect();
-            let computed = lanes::md5_each(&file, &inputs)?;
-            for (&index, digest) in missing.iter().zip(&computed) {
-                digests[index] = Some(*digest);
-            }
-            for (&(number, (offset, size)), digest) in ahead.iter().zip(&computed[missing.len()..]) {
-                self.hashed_ahead.insert(number, (offset, size, *digest));
-            }
-        }
-        Ok(self
-            .due
-            .iter()
-            .zip(buffers)
-            .zip(digests)
-            .map(|((&(number, (offset, size)), buffer), digest)| {
-                let digest = digest.expect("every part due was hashed");
-                let record =
-                    PartRecord { number, offset, size, md5_hex: hex::encode(digest), etag: String::new() };
-                (record, bytes::Bytes::from(buffer), digest)
-            })
-            .collect())
-    }
-}
-
-/// The SHA-256 of the file's first bytes, fed by the parts in order as
-/// they are read to be sent; a part out of order (part 1 held back, parts
-/// sent before a restart) stops it, and the file is then read again.
+/// The SHA-256 of the file's first bytes, fed each part's bytes as the
+/// parts go. Parts start in order but their reads may finish out of order,
+/// so a few parts may wait for the ones before them; a gap that does not
+/// close (part 1 held back, parts sent before a restart) stops it, and the
+/// file is then read again at finish.
 #[derive(Default)]
 struct RunningSha256 {
     hasher: sha2::Sha256,
     /// Bytes hashed so far, from the start of the file.
     end: u64,
+    /// Parts that came before the ones ahead of them: offset → bytes.
+    waiting: BTreeMap<u64, bytes::Bytes>,
+    gave_up: bool,
 }
 
+/// Parts that may wait for the ones before them; more means a gap that
+/// will not close soon, and holding them would hold their memory.
+const SHA256_WAITING: usize = 16;
+
 impl RunningSha256 {
-    fn update(&mut self, offset: u64, bytes: &[u8]) {
-        if offset == self.end {
-            self.hasher.update(bytes);
+    fn update(&mut self, offset: u64, bytes: bytes::Bytes) {
+        if self.gave_up || offset < self.end {
+            return;
+        }
+        self.waiting.insert(offset, bytes);
+        while let Some(next) = self.waiting.first_entry()
+            && *next.key() == self.end
+        {
+            let bytes = next.remove();
+            self.hasher.update(&bytes);
             self.end += bytes.len() as u64;
+        }
+        if self.waiting.len() > SHA256_WAITING {
+            self.gave_up = true;
+            self.waiting.clear();
         }
     }
 
     /// The hex SHA-256 when every byte of a file of `len` bytes went in.
     fn of_whole(self, len: u64) -> Option<String> {
-        (self.end == len).then(|| hex::encode(self.hasher.finalize()))
+        (!self.gave_up && self.end == len).then(|| hex::encode(self.hasher.finalize()))
     }
 }
 
-/// A [`RunningSha256`] on a thread of its own, fed each part's bytes as
-/// they are sent: hashing them then overlaps the parts in flight instead of
-/// delaying the read of the next part.
+/// A [`RunningSha256`] on a thread of its own, so hashing overlaps the
+/// parts in flight.
 struct ShaFeed {
     parts: std::sync::mpsc::Sender<(u64, bytes::Bytes)>,
     hashed: tokio::task::JoinHandle<RunningSha256>,
@@ -918,55 +885,36 @@ impl ShaFeed {
         let hashed = tokio::task::spawn_blocking(move || {
             let mut running = RunningSha256::default();
             for (offset, bytes) in queue {
-                running.update(offset, &bytes);
+                running.update(offset, bytes);
             }
             running
         });
         Self { parts, hashed }
     }
 
-    fn feed(&self, offset: u64, bytes: bytes::Bytes) {
-        let _ = self.parts.send((offset, bytes));
+    /// Where to send `(offset, bytes)` of each part.
+    fn sender(&self) -> std::sync::mpsc::Sender<(u64, bytes::Bytes)> {
+        self.parts.clone()
     }
 
-    /// See [`RunningSha256::of_whole`].
+    /// See [`RunningSha256::of_whole`]; every sender must be gone.
     async fn of_whole(self, len: u64) -> Option<String> {
         drop(self.parts);
         self.hashed.await.ok()?.of_whole(len)
     }
 }
 
-/// `size` bytes of `file` from `offset`, into memory that is not zeroed
-/// first.
-fn read_range(file: &std::fs::File, offset: u64, size: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read as _, Seek as _};
-    let mut buffer = Vec::with_capacity(size as usize);
-    let mut reader = file;
-    reader.seek(std::io::SeekFrom::Start(offset))?;
-    reader.take(size).read_to_end(&mut buffer)?;
-    if buffer.len() as u64 != size {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("the file ends before byte {}", offset + size),
-        ));
-    }
-    Ok(buffer)
-}
-
-async fn read_part(path: &Path, offset: u64, size: u64) -> Result<bytes::Bytes> {
+async fn read_part(buffers: &Arc<PartBuffers>, path: &Path, offset: u64, size: u64) -> Result<bytes::Bytes> {
     let path_text = path.display().to_string();
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
-        read_range(&file, offset, size).map(bytes::Bytes::from)
-    })
-    .await
-    .map_err(|err| Error::Internal(err.to_string()))?
-    .map_err(|source| Error::Read { path: path_text.clone(), source })
+    let (buffers, path) = (buffers.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || buffers.read(&std::fs::File::open(&path)?, offset, size))
+        .await
+        .map_err(|err| Error::Internal(err.to_string()))?
+        .map_err(|source| Error::Read { path: path_text.clone(), source })
 }
 
-/// The hex MD5 of each (offset, size) range of the file, side by side.
-async fn md5_of_ranges(path: &Path, ranges: Vec<(u64, u64)>) -> Result<Vec<String>> {
+/// The MD5 of each (offset, size) range of the file, side by side.
+async fn md5_of_ranges(path: &Path, ranges: Vec<(u64, u64)>) -> Result<Vec<[u8; 16]>> {
     if ranges.is_empty() {
         return Ok(Vec::new());
     }
@@ -974,9 +922,7 @@ async fn md5_of_ranges(path: &Path, ranges: Vec<(u64, u64)>) -> Result<Vec<Strin
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
-        let inputs: Vec<lanes::Input<'_>> =
-            ranges.iter().map(|&(offset, len)| lanes::Input::File { offset, len }).collect();
-        Ok::<_, std::io::Error>(lanes::md5_each(&file, &inputs)?.into_iter().map(hex::encode).collect())
+        lanes::md5_each(&file, &ranges)
     })
     .await
     .map_err(|err| Error::Internal(err.to_string()))?
@@ -1024,90 +970,45 @@ mod tests {
         (file, data)
     }
 
-    fn reads(path: &Path, due: &[u32], ahead: &[u32], len: u64) -> PartReads {
-        let range = |n: u32| (n, part_range(n, PART, Some(len)));
-        PartReads {
-            path: path.to_path_buf(),
-            due: due.iter().copied().map(range).collect(),
-            ahead: ahead.iter().copied().map(range).collect(),
-            hashed_ahead: BTreeMap::new(),
-        }
-    }
-
-    fn md5_hex(bytes: &[u8]) -> String {
-        hex::encode(md5::Md5::digest(bytes))
-    }
-
-    #[test]
-    fn parts_waiting_are_hashed_ahead_and_their_turn_only_reads_them() {
-        let len = 10 * PART as usize - 123;
-        let (file, data) = file_of(len);
-        let mut reads = reads(file.path(), &[1], &[2, 3, 4, 5, 6, 7, 8, 9, 10], len as u64);
-        let parts = reads.read().unwrap();
-        assert_eq!(parts.len(), 1);
-        assert_eq!(parts[0].0.md5_hex, md5_hex(&data[..PART as usize]));
-        // One pass fills the lanes: the part due and LANES - 1 behind it.
-        assert_eq!(
-            reads.hashed_ahead.keys().copied().collect::<Vec<_>>(),
-            (2..=lanes::LANES as u32).collect::<Vec<_>>()
-        );
-        for (number, (offset, size, digest)) in &reads.hashed_ahead {
-            let (expected_offset, expected_size) = part_range(*number, PART, Some(len as u64));
-            assert_eq!((*offset, *size), (expected_offset, expected_size));
-            assert_eq!(hex::encode(digest), md5_hex(&data[*offset as usize..(*offset + *size) as usize]));
-        }
-        // Their turn uses the digest; the bytes are read afresh.
-        reads.due = vec![(2, part_range(2, PART, Some(len as u64)))];
-        reads.ahead.clear();
-        let parts = reads.read().unwrap();
-        assert_eq!(&parts[0].1[..], &data[PART as usize..2 * PART as usize]);
-        assert_eq!(parts[0].0.md5_hex, md5_hex(&parts[0].1));
-        assert!(!reads.hashed_ahead.contains_key(&2), "a digest is used once, for the first attempt");
-    }
-
-    #[test]
-    fn a_digest_hashed_for_another_range_is_not_used() {
-        let len = 3 * PART as usize;
-        let (file, data) = file_of(len);
-        let mut reads = reads(file.path(), &[2], &[], len as u64);
-        // As if part 2 had been hashed while the file was shorter.
-        reads.hashed_ahead.insert(2, (PART, PART / 2, [0; 16]));
-        let parts = reads.read().unwrap();
-        assert_eq!(parts[0].0.md5_hex, md5_hex(&data[PART as usize..2 * PART as usize]));
-    }
-
-    /// Reads the parts in `groups`, in order, feeding them to a [`ShaFeed`].
-    async fn sha256_of_parts_read(path: &Path, groups: &[&[u32]], len: u64) -> Option<String> {
+    /// Feeds the parts of `data` in `order` to a [`ShaFeed`].
+    async fn sha256_fed(data: &[u8], order: &[u32]) -> Option<String> {
         let feed = ShaFeed::start();
-        for group in groups {
-            for (record, bytes, _) in reads(path, group, &[], len).read().unwrap() {
-                feed.feed(record.offset, bytes);
-            }
+        let sender = feed.sender();
+        for &number in order {
+            let (offset, size) = part_range(number, PART, Some(data.len() as u64));
+            let bytes = bytes::Bytes::copy_from_slice(&data[offset as usize..(offset + size) as usize]);
+            sender.send((offset, bytes)).unwrap();
         }
-        feed.of_whole(len).await
+        drop(sender);
+        feed.of_whole(data.len() as u64).await
     }
 
     #[tokio::test]
-    async fn the_sha256_of_parts_read_in_order_is_the_files() {
-        let len = 4 * PART as usize + 17;
-        let (file, data) = file_of(len);
-        let sha256 = sha256_of_parts_read(file.path(), &[&[1, 2], &[3, 4], &[5]], len as u64).await;
-        assert_eq!(sha256.unwrap(), hex::encode(sha2::Sha256::digest(&data)));
+    async fn the_sha256_of_parts_fed_in_order_or_a_little_out_of_it_is_the_files() {
+        let (_, data) = file_of(5 * PART as usize + 17);
+        let whole = hex::encode(sha2::Sha256::digest(&data));
+        assert_eq!(sha256_fed(&data, &[1, 2, 3, 4, 5, 6]).await.unwrap(), whole);
+        assert_eq!(sha256_fed(&data, &[2, 1, 4, 3, 6, 5]).await.unwrap(), whole);
+        assert_eq!(sha256_fed(&data, &[1, 2, 2, 3, 4, 5, 6]).await.unwrap(), whole, "a part fed twice");
     }
 
     #[tokio::test]
-    async fn the_sha256_stops_at_a_part_out_of_order() {
-        let len = 3 * PART as usize;
-        let (file, _) = file_of(len);
-        let sha256 = sha256_of_parts_read(file.path(), &[&[2, 3], &[1]], len as u64).await;
-        assert_eq!(sha256, None, "part 1 came last");
+    async fn the_sha256_gives_up_on_a_gap_that_does_not_close() {
+        let parts = SHA256_WAITING as u32 + 3;
+        let (_, data) = file_of(parts as usize * PART as usize);
+        let without_first: Vec<u32> = (2..=parts).collect();
+        assert_eq!(sha256_fed(&data, &without_first).await, None, "part 1 never came");
+        let first_last: Vec<u32> = (2..=parts).chain([1]).collect();
+        assert_eq!(sha256_fed(&data, &first_last).await, None, "too many waited for part 1");
     }
 
-    #[test]
-    fn a_part_past_the_end_of_the_file_is_a_read_error() {
+    #[tokio::test]
+    async fn a_part_past_the_end_of_the_file_is_a_read_error() {
         let (file, _) = file_of(PART as usize);
-        let mut reads = reads(file.path(), &[1], &[], 2 * PART);
-        reads.due = vec![(1, (0, 2 * PART))];
-        assert_eq!(reads.read().unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+        let err = read_part(&PartBuffers::new(1), file.path(), 0, 2 * PART).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Read { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{err:?}"
+        );
     }
 }

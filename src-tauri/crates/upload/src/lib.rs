@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod buffers;
 mod client;
 mod engine;
 mod lanes;
