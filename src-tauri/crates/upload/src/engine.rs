@@ -367,7 +367,15 @@ impl Engine {
         }
         let len = source.current().durable_len;
         let sha256 = match sha256 {
-            Some(feed) => feed.of_whole(len).await,
+            Some(feed) => {
+                let whole = feed.of_whole(len).await;
+                if whole.is_none() {
+                    tracing::info!(
+                        "the parts sent did not cover the file in order; its SHA-256 is read from it"
+                    );
+                }
+                whole
+            }
             None => None,
         };
         self.finish(recording, session, &sent, len, sha256).await?;
