@@ -1,9 +1,11 @@
 //! Part-sized read buffers, used again once a part is sent.
 //!
-//! A fresh 8 MiB allocation comes from the kernel as untouched pages: the
-//! read into it faults on every page and the kernel zeroes each one first,
-//! which made reading a part from the page cache take ~10 ms instead of ~1.
-//! A part's bytes go to the HTTP client as [`Bytes`], which drops them when
+//! A part-sized allocation may come from the kernel as untouched pages:
+//! the read into it then faults on every page, and the kernel zeroes each
+//! one first (always so for parts over 32 MiB, beyond which the allocator
+//! maps every allocation afresh). A 1 GiB upload in 8 MiB parts took 65–71
+//! thousand page faults without this pool and 27–29 thousand with it. A
+//! part's bytes go to the HTTP client as [`Bytes`], which drops them when
 //! the body is sent; the buffer then comes back here instead of being freed.
 
 use std::fs::File;
