@@ -195,7 +195,7 @@ impl SeaweedFs {
 }
 
 impl Drop for SeaweedFs {
-    /// SIGTERM, then SIGKILL after [`STOP_GRACE`]. Usually `weed mini` stops
+    /// SIGTERM, then SIGKILL after `STOP_GRACE`. Usually `weed mini` stops
     /// in ~1.3 s, but now and then its volume server hangs in shutdown for
     /// half a minute; the data is a test's and goes with the folder, so
     /// waiting buys nothing.

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SourceState {
     /// Bytes from the start of the file that are fsynced and will not change
-    /// (except part 1 when [`Source::hold_first_part`] is set).
+    /// (except part 1 when [`Source::holds_first_part`]).
     pub durable_len: u64,
     /// The file is complete: `durable_len` is its final length.
     pub finished: bool,
