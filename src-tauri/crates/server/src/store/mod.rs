@@ -4,7 +4,7 @@
 //! can keep them in its SQLite file and pick an upload up after a restart.
 //! Both implementations — [`LocalStore`] (a folder, the default) and
 //! [`S3Store`] (any S3-compatible service) — pass the same
-//! `conformance` suite (run by each store's tests).
+//! `conformance` suite (feature `conformance`; `tests/tests/local_store.rs` and `s3_store.rs` run it).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
