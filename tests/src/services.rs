@@ -178,8 +178,12 @@ impl TauriDriver {
             command.env(key, value);
         }
         let mut process = ChildGuard::spawn("tauri-driver", &mut command)?;
-        wait_until("tauri-driver port", START_TIMEOUT, || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok() || process.ensure_running().is_err()
+        // tauri-driver answers on its port before the WebKitWebDriver it
+        // starts answers on the native one; a session asked for in between
+        // gets its connection closed.
+        wait_until("tauri-driver and WebKitWebDriver ports", START_TIMEOUT, || {
+            [port, native_port].iter().all(|&port| TcpStream::connect(("127.0.0.1", port)).is_ok())
+                || process.ensure_running().is_err()
         })?;
         process.ensure_running()?;
         Ok(Some(Self { port, _process: process }))

@@ -17,12 +17,25 @@ async fn connect(driver: &TauriDriver) -> Client {
         "tauri:options".into(),
         serde_json::json!({ "application": workspace_bin("opptak-desktop") }),
     );
-    ClientBuilder::rustls()
-        .expect("TLS roots for the WebDriver client")
-        .capabilities(capabilities)
-        .connect(&driver.url())
-        .await
-        .expect("WebDriver session with the desktop app")
+    // Starting the app can outlast WebKitWebDriver's patience on a loaded
+    // machine; it then closes the connection, and a second try succeeds.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let session = ClientBuilder::rustls()
+            .expect("TLS roots for the WebDriver client")
+            .capabilities(capabilities.clone())
+            .connect(&driver.url())
+            .await;
+        match session {
+            Ok(client) => return client,
+            Err(err) if attempts < 3 => {
+                eprintln!("WebDriver session attempt {attempts} failed ({err}); trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => panic!("WebDriver session with the desktop app, after {attempts} attempts: {err:?}"),
+        }
+    }
 }
 
 fn testid(id: &str) -> String {
