@@ -1,7 +1,7 @@
 //! MD5 of several parts side by side.
 //!
 //! One MD5 is a serial chain (each 64-byte step needs the one before), so a
-//! core hashes one message at ~1.8 CPU-s/GiB on the machines Opptak is
+//! core hashes one message at ~1.4 CPU-s/GiB on the machines Opptak is
 //! measured on: more than everything else a part PUT costs the server. Parts
 //! arriving at the same time are independent messages, though: up to
 //! [`MAX_LANES`] of them go through the lanes of SIMD registers at once
