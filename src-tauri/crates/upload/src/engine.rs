@@ -5,11 +5,11 @@
 //! Invariants kept here:
 //! - a part is journaled as sent only after storage answered its PUT with
 //!   an ETag equal to the MD5 of the bytes read from the file;
-//! - a part's bytes are read from the file for each attempt, and hashed
-//!   again for each retry, so memory holds about `concurrency` parts; the
-//!   parts about to go are hashed ahead of their turn, side by side, read a
-//!   chunk at a time, and only their MD5 is kept (storage checks the bytes
-//!   sent against it);
+//! - a part's bytes are read from the file for each attempt as they are
+//!   sent, a chunk at a time, and hashed again for each retry, so memory
+//!   holds a few chunks per part in flight; the parts about to go are hashed
+//!   ahead of their turn, side by side, and only their MD5 is kept (storage
+//!   checks the bytes sent against it);
 //! - every byte is hashed once per algorithm in the first pass: MD5 ahead
 //!   of its part's turn, SHA-256 (when the journal has none) as the parts go;
 //! - `finish` is sent only when parts 1..N cover the finished file exactly;
@@ -36,7 +36,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
-use crate::buffers::PartBuffers;
+use crate::body::{ChunkPool, ChunkTap, PartBody};
 use crate::client::{ApiClient, CallError};
 use crate::lanes;
 use crate::source::{Source, part_range, sendable_parts};
@@ -361,7 +361,12 @@ impl Engine {
         // restart, part 1 not held back): otherwise the file is read at
         // finish anyway.
         let sees_every_byte = sent.is_empty() && !source.holds_first_part();
-        let sha256 = (recording.sha256.is_none() && sees_every_byte).then(ShaFeed::start);
+        let sha256 = (recording.sha256.is_none() && sees_every_byte).then(|| {
+            // As many bytes may wait for the ones before them as are in
+            // flight: a part that stalls longer costs a read at finish,
+            // not memory.
+            ShaFeed::start(self.config.concurrency as u64 * session.part_size_bytes)
+        });
         if session.state == SessionState::Open {
             self.send_parts(session, source, &mut sent, sha256.as_ref()).await?;
         }
@@ -487,9 +492,7 @@ impl Engine {
             backoff: self.config.backoff,
             events: self.events.clone(),
             sha256: sha256.map(ShaFeed::sender),
-            // One per part in flight, and one for a part whose bytes the
-            // SHA-256 still holds.
-            buffers: PartBuffers::new(self.config.concurrency + 1),
+            chunks: ChunkPool::new(CHUNKS_KEPT_PER_PART * self.config.concurrency),
         });
         // Parts hashed and presigned, waiting for a free slot.
         let mut ready: VecDeque<ReadyPart> = VecDeque::new();
@@ -695,11 +698,15 @@ struct PartSender {
     path: std::path::PathBuf,
     backoff: Backoff,
     events: broadcast::Sender<UploadEvent>,
-    /// Where each part's bytes go, the first time they are read, when the
-    /// file's SHA-256 is computed from them.
-    sha256: Option<std::sync::mpsc::Sender<(u64, bytes::Bytes)>>,
-    buffers: Arc<PartBuffers>,
+    /// Where each part's bytes also go as they are read, when the file's
+    /// SHA-256 is computed from them.
+    sha256: Option<ChunkTap>,
+    chunks: Arc<ChunkPool>,
 }
+
+/// Chunk buffers kept for use again, per part in flight: the ones read
+/// ahead and being sent, and a few the SHA-256 holds.
+const CHUNKS_KEPT_PER_PART: usize = 8;
 
 /// A part and its MD5, computed ahead of its turn.
 type HashedPart = (PartRecord, [u8; 16]);
@@ -712,29 +719,22 @@ struct ReadyPart {
 }
 
 impl PartSender {
-    /// PUTs one part until storage has it. Its bytes are read now; if they
-    /// changed since they were hashed, storage refuses them (Content-MD5)
-    /// and the retry reads and hashes them again, and presigns anew.
+    /// PUTs one part until storage has it. Its bytes are read as they are
+    /// sent; if they changed since they were hashed, storage refuses them
+    /// (Content-MD5) and the retry hashes them again, and presigns anew.
     async fn send(&self, ready: ReadyPart) -> std::result::Result<PartRecord, Interrupted> {
         let ReadyPart { record, mut first_attempt } = ready;
         let (number, offset, size) = (record.number, record.offset, record.size);
         let mut attempt = 0;
         loop {
-            let bytes = read_part(&self.buffers, &self.path, offset, size).await?;
-            let (digest, presigned) = match first_attempt.take() {
-                Some((digest, url)) => {
-                    if let Some(sha256) = &self.sha256 {
-                        let _ = sha256.send((offset, bytes.clone()));
-                    }
-                    (digest, Some(url))
+            let (digest, outcome) = match first_attempt.take() {
+                Some((digest, part)) => (digest, self.put_to(&part, offset, size, digest).await?),
+                None => {
+                    let digest = md5_of_ranges(&self.path, vec![(offset, size)]).await?[0];
+                    (digest, self.put(number, offset, size, digest).await?)
                 }
-                None => (md5::Md5::digest(&bytes).into(), None),
             };
             let md5_hex = hex::encode(digest);
-            let outcome = match presigned {
-                Some(part) => self.put_to(&part, bytes, digest).await,
-                None => self.put(number, bytes, digest).await,
-            };
             let (reason, retry_after, offline) = match outcome {
                 Ok(etag) if etag == md5_hex => return Ok(PartRecord { number, offset, size, md5_hex, etag }),
                 Ok(etag) => (
@@ -766,36 +766,65 @@ impl PartSender {
         }
     }
 
-    /// Presigns part `number` alone (a retry) and PUTs it.
+    /// Presigns part `number` alone (a retry) and PUTs it; see
+    /// [`put_to`](Self::put_to).
     async fn put(
         &self,
         number: u32,
-        bytes: bytes::Bytes,
+        offset: u64,
+        size: u64,
         digest: [u8; 16],
-    ) -> std::result::Result<String, CallError> {
+    ) -> Result<std::result::Result<String, CallError>> {
         let request = PartsRequest {
             recording_id: self.session.server_recording_id.clone(),
             upload_id: self.session.upload_id.clone(),
             part_numbers: vec![number],
             content_md5: Some(vec![ContentMd5::from_digest(digest)]),
         };
-        let presigned = self.client.parts(&request).await?;
-        let part = presigned.parts.into_iter().next().ok_or_else(|| CallError::Transient {
-            reason: "the server presigned no URL".into(),
-            retry_after: None,
-        })?;
-        self.put_to(&part, bytes, digest).await
+        let part = match self.client.parts(&request).await {
+            Ok(presigned) => presigned.parts.into_iter().next(),
+            Err(err) => return Ok(Err(err)),
+        };
+        match part {
+            Some(part) => self.put_to(&part, offset, size, digest).await,
+            None => Ok(Err(CallError::Transient {
+                reason: "the server presigned no URL".into(),
+                retry_after: None,
+            })),
+        }
     }
 
-    /// PUTs `bytes` to a presigned part URL; returns storage's ETag.
+    /// PUTs `size` bytes of the file from `offset`, streamed as they are
+    /// read, to a presigned part URL. Storage's answer (its ETag) inside;
+    /// outside, a file that could not be read.
     async fn put_to(
         &self,
         part: &PresignedPart,
-        bytes: bytes::Bytes,
+        offset: u64,
+        size: u64,
+        digest: [u8; 16],
+    ) -> Result<std::result::Result<String, CallError>> {
+        let PartBody { body, read } =
+            PartBody::stream(self.path.clone(), offset, size, self.chunks.clone(), self.sha256.clone());
+        let answer = self.answer(part, body, size, digest).await;
+        read.await
+            .map_err(|err| Error::Internal(format!("the part's reader stopped: {err}")))?
+            .map_err(|source| Error::Read { path: self.path.display().to_string(), source })?;
+        Ok(answer)
+    }
+
+    /// Storage's answer to the PUT of `body` to a presigned part URL.
+    async fn answer(
+        &self,
+        part: &PresignedPart,
+        body: reqwest::Body,
+        size: u64,
         digest: [u8; 16],
     ) -> std::result::Result<String, CallError> {
         let number = part.part_number;
-        let mut put = self.client.http().put(&part.url).body(bytes);
+        // A streamed body has no length of its own; storage needs one.
+        let mut put =
+            self.client.http().put(&part.url).header(reqwest::header::CONTENT_LENGTH, size).body(body);
         for (name, value) in &part.headers {
             put = put.header(name, value);
         }
@@ -836,39 +865,56 @@ fn refused(err: CallError) -> Error {
     }
 }
 
-/// The SHA-256 of the file's first bytes, fed each part's bytes as the
-/// parts go. Parts start in order but their reads may finish out of order,
-/// so a few parts may wait for the ones before them; a gap that does not
-/// close (part 1 held back, parts sent before a restart) stops it, and the
-/// file is then read again at finish.
-#[derive(Default)]
+/// The SHA-256 of the file's first bytes, fed each part's chunks as the
+/// parts go. Parts go side by side, so the chunks of later parts arrive
+/// while earlier parts are still being read, and wait for them; a gap that
+/// does not close (part 1 held back, parts sent before a restart, a part
+/// retried while later ones went on) stops it, and the file is then read
+/// again at finish.
 struct RunningSha256 {
     hasher: sha2::Sha256,
     /// Bytes hashed so far, from the start of the file.
     end: u64,
-    /// Parts that came before the ones ahead of them: offset → bytes.
+    /// Chunks that came before the ones ahead of them: offset → bytes.
     waiting: BTreeMap<u64, bytes::Bytes>,
+    /// Their bytes, and how many may wait: more means a gap that will not
+    /// close soon, and holding them would hold their memory.
+    waiting_bytes: u64,
+    budget: u64,
     gave_up: bool,
 }
 
-/// Parts that may wait for the ones before them; more means a gap that
-/// will not close soon, and holding them would hold their memory.
-const SHA256_WAITING: usize = 16;
-
 impl RunningSha256 {
+    fn new(budget: u64) -> Self {
+        Self {
+            hasher: sha2::Sha256::new(),
+            end: 0,
+            waiting: BTreeMap::new(),
+            waiting_bytes: 0,
+            budget,
+            gave_up: false,
+        }
+    }
+
+    /// Takes the bytes at `offset`. Chunks read again (a retry) come at the
+    /// same offsets as before.
     fn update(&mut self, offset: u64, bytes: bytes::Bytes) {
         if self.gave_up || offset < self.end {
             return;
         }
-        self.waiting.insert(offset, bytes);
+        self.waiting_bytes += bytes.len() as u64;
+        if let Some(replaced) = self.waiting.insert(offset, bytes) {
+            self.waiting_bytes -= replaced.len() as u64;
+        }
         while let Some(next) = self.waiting.first_entry()
             && *next.key() == self.end
         {
             let bytes = next.remove();
             self.hasher.update(&bytes);
             self.end += bytes.len() as u64;
+            self.waiting_bytes -= bytes.len() as u64;
         }
-        if self.waiting.len() > SHA256_WAITING {
+        if self.waiting_bytes > self.budget {
             self.gave_up = true;
             self.waiting.clear();
         }
@@ -883,15 +929,17 @@ impl RunningSha256 {
 /// A [`RunningSha256`] on a thread of its own, so hashing overlaps the
 /// parts in flight.
 struct ShaFeed {
-    parts: std::sync::mpsc::Sender<(u64, bytes::Bytes)>,
+    parts: ChunkTap,
     hashed: tokio::task::JoinHandle<RunningSha256>,
 }
 
 impl ShaFeed {
-    fn start() -> Self {
+    /// A feed that holds at most `budget` bytes waiting for the ones
+    /// before them.
+    fn start(budget: u64) -> Self {
         let (parts, queue) = std::sync::mpsc::channel::<(u64, bytes::Bytes)>();
         let hashed = tokio::task::spawn_blocking(move || {
-            let mut running = RunningSha256::default();
+            let mut running = RunningSha256::new(budget);
             for (offset, bytes) in queue {
                 running.update(offset, bytes);
             }
@@ -901,7 +949,7 @@ impl ShaFeed {
     }
 
     /// Where to send `(offset, bytes)` of each part.
-    fn sender(&self) -> std::sync::mpsc::Sender<(u64, bytes::Bytes)> {
+    fn sender(&self) -> ChunkTap {
         self.parts.clone()
     }
 
@@ -910,15 +958,6 @@ impl ShaFeed {
         drop(self.parts);
         self.hashed.await.ok()?.of_whole(len)
     }
-}
-
-async fn read_part(buffers: &Arc<PartBuffers>, path: &Path, offset: u64, size: u64) -> Result<bytes::Bytes> {
-    let path_text = path.display().to_string();
-    let (buffers, path) = (buffers.clone(), path.to_path_buf());
-    tokio::task::spawn_blocking(move || buffers.read(&std::fs::File::open(&path)?, offset, size))
-        .await
-        .map_err(|err| Error::Internal(err.to_string()))?
-        .map_err(|source| Error::Read { path: path_text.clone(), source })
 }
 
 /// The MD5 of each (offset, size) range of the file, side by side.
@@ -970,6 +1009,8 @@ mod tests {
     use super::*;
 
     const PART: u64 = 1000;
+    /// Parts that may wait for the ones before them in these tests.
+    const WAITING: u64 = 4;
 
     fn file_of(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
         let data: Vec<u8> = (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
@@ -980,7 +1021,7 @@ mod tests {
 
     /// Feeds the parts of `data` in `order` to a [`ShaFeed`].
     async fn sha256_fed(data: &[u8], order: &[u32]) -> Option<String> {
-        let feed = ShaFeed::start();
+        let feed = ShaFeed::start(WAITING * PART);
         let sender = feed.sender();
         for &number in order {
             let (offset, size) = part_range(number, PART, Some(data.len() as u64));
@@ -1002,21 +1043,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_sha256_gives_up_on_a_gap_that_does_not_close() {
-        let parts = SHA256_WAITING as u32 + 3;
+        let parts = WAITING as u32 + 3;
         let (_, data) = file_of(parts as usize * PART as usize);
         let without_first: Vec<u32> = (2..=parts).collect();
         assert_eq!(sha256_fed(&data, &without_first).await, None, "part 1 never came");
         let first_last: Vec<u32> = (2..=parts).chain([1]).collect();
         assert_eq!(sha256_fed(&data, &first_last).await, None, "too many waited for part 1");
-    }
-
-    #[tokio::test]
-    async fn a_part_past_the_end_of_the_file_is_a_read_error() {
-        let (file, _) = file_of(PART as usize);
-        let err = read_part(&PartBuffers::new(1), file.path(), 0, 2 * PART).await.unwrap_err();
-        assert!(
-            matches!(&err, Error::Read { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
-            "{err:?}"
-        );
     }
 }

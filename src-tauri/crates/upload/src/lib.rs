@@ -22,7 +22,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
-mod buffers;
+mod body;
 mod client;
 mod engine;
 mod lanes;
