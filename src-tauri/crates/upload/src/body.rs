@@ -25,6 +25,9 @@ use tokio::sync::mpsc;
 const CHUNK: u64 = 256 * 1024;
 /// Chunks read ahead of the socket for each part.
 const CHUNKS_AHEAD: usize = 2;
+/// The chunk buffers a part being streamed uses at most: those read ahead,
+/// the one being read and the one being sent.
+pub const BUFFERED_PER_PART: u64 = (CHUNKS_AHEAD as u64 + 2) * CHUNK;
 
 /// Where a streamed part's chunks are also sent, with their offsets in the
 /// file (for the file's SHA-256).
@@ -107,9 +110,11 @@ pub struct ChunkPool {
 }
 
 impl ChunkPool {
-    /// A pool that keeps up to `keep` buffers.
-    pub fn new(keep: usize) -> Arc<Self> {
-        Arc::new(Self { free: Mutex::new(Vec::new()), keep })
+    /// A pool that keeps buffers for up to `bytes` (at least one buffer):
+    /// as many as are ever in use at once, read ahead, being sent or
+    /// waiting to be hashed, so that none is allocated afresh.
+    pub fn new(bytes: u64) -> Arc<Self> {
+        Arc::new(Self { free: Mutex::new(Vec::new()), keep: bytes.div_ceil(CHUNK).max(1) as usize })
     }
 
     /// An empty buffer with room for a chunk (not zeroed: the read fills it).
@@ -201,7 +206,7 @@ mod tests {
         let data: Vec<u8> = (0..CHUNK as usize + 10).map(|i| (i * 13) as u8).collect();
         let file = file_of(&data);
         let (tap, tapped) = std::sync::mpsc::channel();
-        let pool = ChunkPool::new(4);
+        let pool = ChunkPool::new(4 * CHUNK);
         let part = PartBody::stream(file.path().to_path_buf(), 5, CHUNK + 5, pool.clone(), Some(tap));
         let mut stream = http_body_util::BodyDataStream::new(part.body);
         let mut sent = Vec::new();

@@ -36,7 +36,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
-use crate::body::{ChunkPool, ChunkTap, PartBody};
+use crate::body::{self, ChunkPool, ChunkTap, PartBody};
 use crate::client::{ApiClient, CallError};
 use crate::lanes;
 use crate::source::{Source, part_range, sendable_parts};
@@ -365,7 +365,7 @@ impl Engine {
             // As many bytes may wait for the ones before them as are in
             // flight: a part that stalls longer costs a read at finish,
             // not memory.
-            ShaFeed::start(self.config.concurrency as u64 * session.part_size_bytes)
+            ShaFeed::start(self.in_flight_bytes(session))
         });
         if session.state == SessionState::Open {
             self.send_parts(session, source, &mut sent, sha256.as_ref()).await?;
@@ -385,6 +385,11 @@ impl Engine {
         };
         self.finish(recording, session, &sent, len, sha256).await?;
         self.wait_ready(session, source.path(), len).await.map_err(Interrupted::Failed)
+    }
+
+    /// The bytes of the parts in flight at once.
+    fn in_flight_bytes(&self, session: &UploadSession) -> u64 {
+        self.config.concurrency as u64 * session.part_size_bytes
     }
 
     /// Resume: makes the journal agree with storage (see the module docs).
@@ -492,7 +497,10 @@ impl Engine {
             backoff: self.config.backoff,
             events: self.events.clone(),
             sha256: sha256.map(ShaFeed::sender),
-            chunks: ChunkPool::new(CHUNKS_KEPT_PER_PART * self.config.concurrency),
+            // Enough for the SHA-256's waiting chunks and each part's own.
+            chunks: ChunkPool::new(
+                self.in_flight_bytes(session) + self.config.concurrency as u64 * body::BUFFERED_PER_PART,
+            ),
         });
         // Parts hashed and presigned, waiting for a free slot.
         let mut ready: VecDeque<ReadyPart> = VecDeque::new();
@@ -703,10 +711,6 @@ struct PartSender {
     sha256: Option<ChunkTap>,
     chunks: Arc<ChunkPool>,
 }
-
-/// Chunk buffers kept for use again, per part in flight: the ones read
-/// ahead and being sent, and a few the SHA-256 holds.
-const CHUNKS_KEPT_PER_PART: usize = 8;
 
 /// A part and its MD5, computed ahead of its turn.
 type HashedPart = (PartRecord, [u8; 16]);
