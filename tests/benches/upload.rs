@@ -575,6 +575,18 @@ async fn to_local_store(table: &mut String, scratch: &Path) {
     ));
     table.push_str(&row("baseline: `cp` + `sync` of the same file, same disk", &cp));
     table.push('\n');
+    let first = |ours_first: bool| {
+        (0..ROUNDS)
+            .filter(|round| (round % 2 == 0) == ours_first)
+            .map(|round| (round + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    table.push_str(&format!(
+        "`opptak upload` ran first in rounds {} and `cp` in rounds {}: the disk's speed drifts, so read each run's column in that light.\n\n",
+        first(true),
+        first(false)
+    ));
     table.push_str(&phases(&ours));
     table.push_str(&format!(
         "Goal (issue 5): ≥ {:.0} % of `cp` + `sync`: {:.0} %, {}.\n\n",
