@@ -626,8 +626,7 @@ impl LocalStore {
         // blocking thread and hashed on the MD5 thread, in SIMD lanes beside
         // the blocks of the other parts arriving (see `md5_lanes`).
         let mut file = Some(Sink { file: file.into_std().await, direct: None, direct_path: direct });
-        type Written = std::io::Result<(Sink, bytes::Bytes)>;
-        let mut writing: Option<tokio::task::JoinHandle<Written>> = None;
+        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<Sink>>> = None;
         let mut hash = HashStream::new();
         let mut block = self.take_block();
         let mut tail = bytes::Bytes::new();
@@ -660,14 +659,11 @@ impl LocalStore {
                 if block.len() < WRITE_BLOCK && !end {
                     break;
                 }
-                let data = std::mem::take(&mut block).freeze();
+                let data = self.lend(std::mem::replace(&mut block, self.take_block()));
                 let at = offset + received - chunk.len() as u64 - data.len() as u64;
-                let (mut target, written) = match writing.take() {
-                    Some(task) => {
-                        let (target, written) = task.await.map_err(joined)?.map_err(failed)?;
-                        (target, Some(written))
-                    }
-                    None => (file.take().expect("the file is here when no write is pending"), None),
+                let mut target = match writing.take() {
+                    Some(task) => task.await.map_err(joined)?.map_err(failed)?,
+                    None => file.take().expect("the file is here when no write is pending"),
                 };
                 // Only the last block can end with a partial MD5 block: that
                 // tail goes in with the digest.
@@ -678,32 +674,18 @@ impl LocalStore {
                 tail = data.slice(whole..);
                 writing = Some(tokio::task::spawn_blocking(move || {
                     target.write_block(&data, at)?;
-                    Ok((target, data))
+                    Ok(target)
                 }));
-                // The block before is written and hashed: it takes the next bytes.
-                block = match written.map(bytes::Bytes::try_into_mut) {
-                    Some(Ok(mut reused)) => {
-                        reused.clear();
-                        reused
-                    }
-                    _ => self.take_block(),
-                };
             }
             if end {
                 break;
             }
         }
         let file = match writing.take() {
-            Some(task) => {
-                let (file, written) = task.await.map_err(joined)?.map_err(failed)?;
-                if let Ok(written) = written.try_into_mut() {
-                    self.give_block(written);
-                }
-                file
-            }
+            Some(task) => task.await.map_err(joined)?.map_err(failed)?,
             None => file.take().expect("the file is here when no write is pending"),
         };
-        self.give_block(block);
+        self.inner.give_block(block);
         if received == 0 {
             return Err(storage_error(
                 StatusCode::BAD_REQUEST,
@@ -727,8 +709,10 @@ impl LocalStore {
 /// Bytes hashed and written at a time when receiving a part.
 const WRITE_BLOCK: usize = 1024 * 1024;
 
-/// Emptied blocks kept for reuse at most (enough for 8 parts at a time).
-const SPARE_BLOCKS: usize = 16;
+/// Emptied blocks kept for reuse at most: enough for 8 parts at a time,
+/// each holding up to 4 (the one filling, the one being written and two
+/// waiting for the MD5 thread).
+const SPARE_BLOCKS: usize = 32;
 
 /// What writes that bypass the page cache must be aligned to: the blocks'
 /// memory, their offset in the file and their length.
@@ -748,16 +732,46 @@ impl LocalStore {
         })
     }
 
-    /// Keeps `block` for [`take_block`](Self::take_block).
+    /// `block`'s bytes, shared by its write and its hashing; the block
+    /// comes back for [`take_block`](Self::take_block) when both are done
+    /// with it, whichever is last.
+    fn lend(&self, block: bytes::BytesMut) -> bytes::Bytes {
+        bytes::Bytes::from_owner(LentBlock { block, inner: self.inner.clone() })
+    }
+}
+
+impl Inner {
+    /// Keeps `block` for [`LocalStore::take_block`].
     fn give_block(&self, mut block: bytes::BytesMut) {
         if block.capacity() < WRITE_BLOCK {
             return;
         }
         block.clear();
-        let mut spare = self.inner.blocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut spare = self.blocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if spare.len() < SPARE_BLOCKS {
             spare.push(block);
         }
+    }
+}
+
+/// A block lent out as [`bytes::Bytes`]; see [`LocalStore::lend`]. A block
+/// written before the MD5 thread got to it used to be freed rather than
+/// kept: receiving 1 GiB took 47–60 thousand page faults, 16–18 thousand
+/// since blocks come back this way.
+struct LentBlock {
+    block: bytes::BytesMut,
+    inner: Arc<Inner>,
+}
+
+impl AsRef<[u8]> for LentBlock {
+    fn as_ref(&self) -> &[u8] {
+        &self.block
+    }
+}
+
+impl Drop for LentBlock {
+    fn drop(&mut self) {
+        self.inner.give_block(std::mem::take(&mut self.block));
     }
 }
 
@@ -859,5 +873,27 @@ async fn get_object(
     match tower_http::services::ServeFile::new(path).oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lent_block_comes_back_aligned_once_its_write_and_its_hashing_are_done() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(root.path()).unwrap();
+        let mut block = store.take_block();
+        assert_eq!(block.as_ptr().align_offset(DIRECT_ALIGN), 0);
+        block.extend_from_slice(&[7; WRITE_BLOCK]);
+        let address = block.as_ptr();
+        let written = store.lend(block);
+        let hashed = written.slice(..64);
+        drop(written);
+        assert!(store.inner.blocks.lock().unwrap().is_empty(), "still being hashed");
+        drop(hashed);
+        let again = store.take_block();
+        assert_eq!((again.as_ptr(), again.len()), (address, 0), "the same block, emptied");
     }
 }
