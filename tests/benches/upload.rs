@@ -50,9 +50,10 @@ const SETTLE: Duration = Duration::from_secs(2);
 
 /// Ends what a run left behind before the next one: the disk is mounted
 /// with `discard` here, and the discards of deleted files go out at the next
-/// journal commit, up to 5 s later, in the middle of whatever runs then
-/// (`cp` + `sync` ran at 1.0–1.1 GB/s right after a deletion, 1.5–1.8
-/// otherwise). `sync` commits now.
+/// journal commit, up to 5 s later, in the middle of whatever runs then.
+/// `sync` commits now. (`cp` + `sync` had run at 1.0–1.1 GB/s right after a
+/// deletion and at 1.5–1.8 otherwise; with this it still spreads from 0.9
+/// to 1.8 GB/s, the disk's own drift.)
 async fn settle() {
     nix::unistd::sync();
     tokio::time::sleep(SETTLE).await;
