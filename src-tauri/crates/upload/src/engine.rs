@@ -881,9 +881,10 @@ struct RunningSha256 {
     end: u64,
     /// Chunks that came before the ones ahead of them: offset → bytes.
     waiting: BTreeMap<u64, bytes::Bytes>,
-    /// Their bytes, and how many may wait: more means a gap that will not
-    /// close soon, and holding them would hold their memory.
+    /// The bytes in `waiting`.
     waiting_bytes: u64,
+    /// How many bytes may wait: more means a gap that will not close soon,
+    /// and holding them would hold their memory.
     budget: u64,
     gave_up: bool,
 }
