@@ -17,7 +17,10 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 pub use process::ChildGuard;
-pub use proxy::{BoundProxy, FaultCounts, FaultProxy, Held, Hold, HoldPoint, HoldingProxy};
+pub use proxy::{
+    BoundProxy, EtagRewrite, FaultCounts, FaultProxy, Held, Hold, HoldPoint, HoldingProxy, Shaping,
+    ShapingCounts, ShapingProxy,
+};
 pub use seaweed::SeaweedFs;
 pub use serve::{ApiClient, OpptakServe, TEST_TOKEN, sha256_hex, wav_of_len};
 pub use services::{PulseAudio, TauriDriver, Xvfb};

@@ -7,6 +7,13 @@
 //! sent, or answered by the server with the answer kept back — and tells the
 //! test, so the test can kill the client at exactly that moment.
 //!
+//! Run with a [`Shaping`] instead, it is a slow link: one token bucket for
+//! every byte of every connection in both directions, a rate that can
+//! change while it runs (0 freezes it), and small socket buffers, so the
+//! queue is a real uplink's and not loopback's megabytes; optionally it also
+//! answers 404 for `/storage/`, rewrites or drops part ETags, holds status
+//! polls, or answers every presign "upload expired".
+//!
 //! It adds `Connection: close` to every request, so each connection carries
 //! one request and the fault rate applies per request, not per kept-alive
 //! connection.
@@ -60,6 +67,18 @@ impl BoundProxy {
     /// Binds 127.0.0.1 on a free port.
     pub async fn bind() -> anyhow::Result<Self> {
         Ok(Self { listener: TcpListener::bind("127.0.0.1:0").await? })
+    }
+
+    /// Binds 127.0.0.1 on a free port with small socket buffers, as a
+    /// [`ShapingProxy`] needs: the bytes queued in the proxy's sockets are
+    /// the queue of the link it plays, and a real uplink's router queues a
+    /// fraction of a second, not the megabytes loopback sockets grow to.
+    pub async fn bind_as_link() -> anyhow::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(LINK_QUEUE_BYTES)?;
+        socket.set_send_buffer_size(LINK_QUEUE_BYTES)?;
+        socket.bind("127.0.0.1:0".parse()?)?;
+        Ok(Self { listener: socket.listen(64)? })
     }
 
     /// The proxy's URL.
@@ -321,4 +340,282 @@ async fn pass_or_hold(
     // Hold until the client goes away; only then does the server see the
     // connection end.
     tokio::io::copy(&mut client, &mut tokio::io::sink()).await.map(|_| ())
+}
+
+/// What a [`ShapingProxy`] does besides limiting the rate.
+#[derive(Debug, Clone, Default)]
+pub struct Shaping {
+    /// The link's rate in bits per second, shared by every connection in
+    /// both directions; 0 freezes it (no byte passes).
+    pub bits_per_second: u64,
+    /// Answer `404` to every request whose path starts with `/storage/`,
+    /// as a reverse proxy that routes only the API would.
+    pub storage_not_found: bool,
+    /// What to do with the `ETag` header of answers to `PUT /storage/…`.
+    pub etag: EtagRewrite,
+    /// Never answer `GET …/recordings/…` (the status a client polls after
+    /// finish): the request is held until the client gives up.
+    pub hold_status_polls: bool,
+    /// Answer every `parts` call (presigning) `409 upload_expired`, as a
+    /// server that ends every session at once would.
+    pub expire_sessions: bool,
+}
+
+/// What a [`ShapingProxy`] does to the `ETag` of part PUT answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EtagRewrite {
+    /// Pass it on.
+    #[default]
+    Keep,
+    /// Replace it with an opaque value that is not the part's MD5, as a
+    /// bucket with SSE-KMS or a gateway would answer.
+    Opaque,
+    /// Remove the header, as some proxies do.
+    Drop,
+}
+
+/// What a [`ShapingProxy`] did so far.
+#[derive(Debug, Default)]
+pub struct ShapingCounts {
+    /// Bytes passed from clients to the server.
+    pub up_bytes: AtomicU64,
+    /// Bytes passed from the server to clients.
+    pub down_bytes: AtomicU64,
+    /// Requests passed on, by request line.
+    pub requests: Mutex<Vec<String>>,
+    /// Requests for `/storage/` answered 404 by the proxy itself.
+    pub storage_refused: AtomicU64,
+    /// Part PUT answers whose ETag was changed or removed.
+    pub etags_rewritten: AtomicU64,
+    /// Status polls held without an answer.
+    pub polls_held: AtomicU64,
+    /// `parts` calls answered "upload expired" by the proxy itself.
+    pub sessions_expired: AtomicU64,
+}
+
+/// A running shaping proxy: a token bucket on every byte in both directions
+/// (one rate for all connections together, as on a school's uplink), a rate
+/// that can change while it runs (0 freezes the link), and the faults of
+/// [`Shaping`]. It stops when dropped (its task is aborted).
+#[derive(Debug)]
+pub struct ShapingProxy {
+    addr: SocketAddr,
+    bucket: Arc<TokenBucket>,
+    /// What it did so far.
+    pub counts: Arc<ShapingCounts>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ShapingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ShapingProxy {
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Changes the link's rate; 0 freezes it.
+    pub fn set_bits_per_second(&self, bits_per_second: u64) {
+        self.bucket.bytes_per_second.store(bits_per_second / 8, Ordering::SeqCst);
+    }
+}
+
+impl BoundProxy {
+    /// Starts passing every connection to `upstream` through the shaping
+    /// of `shaping`. Bind with [`bind_as_link`](Self::bind_as_link).
+    pub fn run_shaping(self, upstream: SocketAddr, shaping: Shaping) -> ShapingProxy {
+        let addr = self.listener.local_addr().expect("bound");
+        let bucket = Arc::new(TokenBucket::new(shaping.bits_per_second / 8));
+        let counts = Arc::new(ShapingCounts::default());
+        let (shared_bucket, shared_counts) = (bucket.clone(), counts.clone());
+        let task = tokio::spawn(async move {
+            let shaping = Arc::new(shaping);
+            loop {
+                let Ok((client, _)) = self.listener.accept().await else { continue };
+                let (bucket, counts, shaping) =
+                    (shared_bucket.clone(), shared_counts.clone(), shaping.clone());
+                tokio::spawn(async move {
+                    let _ = shape(client, upstream, &shaping, &bucket, &counts).await;
+                });
+            }
+        });
+        ShapingProxy { addr, bucket, counts, task }
+    }
+}
+
+/// Bytes per second for every connection together, spent as they pass.
+#[derive(Debug)]
+struct TokenBucket {
+    bytes_per_second: AtomicU64,
+    state: Mutex<(f64, tokio::time::Instant)>,
+}
+
+/// The socket buffer each side of a shaped connection gets (the kernel
+/// doubles it): see [`BoundProxy::bind_as_link`].
+const LINK_QUEUE_BYTES: u32 = 32 * 1024;
+
+/// How long a burst the bucket lets through after an idle moment: short,
+/// so the rate holds over fractions of a second.
+const BURST: Duration = Duration::from_millis(50);
+/// The smallest burst, so one TCP segment can always pass at once.
+const MIN_BURST_BYTES: f64 = 1500.0;
+
+impl TokenBucket {
+    fn new(bytes_per_second: u64) -> Self {
+        Self {
+            bytes_per_second: AtomicU64::new(bytes_per_second),
+            state: Mutex::new((0.0, tokio::time::Instant::now())),
+        }
+    }
+
+    /// Waits until up to `want` bytes may pass; returns how many (≥ 1).
+    async fn take(&self, want: usize) -> usize {
+        loop {
+            let rate = self.bytes_per_second.load(Ordering::SeqCst) as f64;
+            let wait = {
+                let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let now = tokio::time::Instant::now();
+                let capacity = (rate * BURST.as_secs_f64()).max(MIN_BURST_BYTES);
+                state.0 = (state.0 + rate * now.duration_since(state.1).as_secs_f64()).min(capacity);
+                state.1 = now;
+                if state.0 >= 1.0 {
+                    let granted = (state.0 as usize).min(want).max(1);
+                    state.0 -= granted as f64;
+                    return granted;
+                }
+                if rate == 0.0 {
+                    // Frozen: look again soon, the rate may come back.
+                    Duration::from_millis(20)
+                } else {
+                    Duration::from_secs_f64((1.0 - state.0) / rate).max(Duration::from_millis(1))
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Writes `bytes` to `to` as the bucket allows; counts them in `counter`.
+async fn write_shaped(
+    to: &mut (impl AsyncWriteExt + Unpin),
+    bytes: &[u8],
+    bucket: &TokenBucket,
+    counter: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let granted = bucket.take(bytes.len() - at).await;
+        to.write_all(&bytes[at..at + granted]).await?;
+        counter.fetch_add(granted as u64, Ordering::Relaxed);
+        at += granted;
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to` as the bucket allows, until `from` ends.
+async fn pump_shaped(
+    from: &mut (impl AsyncReadExt + Unpin),
+    to: &mut (impl AsyncWriteExt + Unpin),
+    bucket: &TokenBucket,
+    counter: &AtomicU64,
+) -> std::io::Result<()> {
+    // Read first, then wait for tokens: a direction with nothing to send
+    // must not hold tokens the others need.
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = from.read(&mut buffer).await?;
+        if read == 0 {
+            return to.shutdown().await;
+        }
+        write_shaped(to, &buffer[..read], bucket, counter).await?;
+    }
+}
+
+async fn shape(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    shaping: &Shaping,
+    bucket: &TokenBucket,
+    counts: &ShapingCounts,
+) -> std::io::Result<()> {
+    let Some((head, early_body)) = read_head(&mut client).await? else { return Ok(()) };
+    let line = request_line(&head);
+    counts.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line.clone());
+    let mut words = line.split(' ');
+    let method = words.next().unwrap_or_default().to_owned();
+    let path = words.next().unwrap_or_default().to_owned();
+    let storage = path.starts_with("/storage/");
+    if shaping.expire_sessions && method == "POST" && path.contains("/native/upload/parts/") {
+        counts.sessions_expired.fetch_add(1, Ordering::Relaxed);
+        let body = r#"{"code":"upload_expired","message":"This upload expired before it was finished; start a new upload for the recording."}"#;
+        let answer = format!(
+            "HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        write_shaped(&mut client, answer.as_bytes(), bucket, &counts.down_bytes).await?;
+        return client.shutdown().await;
+    }
+    if shaping.hold_status_polls && method == "GET" && path.contains("/recordings/") {
+        counts.polls_held.fetch_add(1, Ordering::Relaxed);
+        return tokio::io::copy(&mut client, &mut tokio::io::sink()).await.map(|_| ());
+    }
+    if storage && shaping.storage_not_found {
+        counts.storage_refused.fetch_add(1, Ordering::Relaxed);
+        let answer = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\nNot Found";
+        write_shaped(&mut client, answer, bucket, &counts.down_bytes).await?;
+        return client.shutdown().await;
+    }
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_send_buffer_size(LINK_QUEUE_BYTES)?;
+    socket.set_recv_buffer_size(LINK_QUEUE_BYTES)?;
+    let mut server = socket.connect(upstream).await?;
+    let (mut client_read, mut client_write) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let up = async {
+        write_shaped(&mut server_write, &head, bucket, &counts.up_bytes).await?;
+        write_shaped(&mut server_write, &early_body, bucket, &counts.up_bytes).await?;
+        pump_shaped(&mut client_read, &mut server_write, bucket, &counts.up_bytes).await
+    };
+    let down = async {
+        let rewrite = storage && method == "PUT" && shaping.etag != EtagRewrite::Keep;
+        if rewrite {
+            // The answer's head, rewritten before any of it is passed on.
+            let mut answer = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let end = loop {
+                if let Some(end) = answer.windows(4).position(|window| window == b"\r\n\r\n") {
+                    break end;
+                }
+                let read = server_read.read(&mut chunk).await?;
+                if read == 0 {
+                    break answer.len();
+                }
+                answer.extend_from_slice(&chunk[..read]);
+            };
+            let (head, rest) = answer.split_at(end.min(answer.len()));
+            let mut rewritten = Vec::new();
+            for line in String::from_utf8_lossy(head).split("\r\n") {
+                if line.to_ascii_lowercase().starts_with("etag:") {
+                    counts.etags_rewritten.fetch_add(1, Ordering::Relaxed);
+                    if shaping.etag == EtagRewrite::Opaque {
+                        rewritten.extend_from_slice(b"ETag: \"opaque-by-the-proxy\"\r\n");
+                    }
+                } else {
+                    rewritten.extend_from_slice(line.as_bytes());
+                    rewritten.extend_from_slice(b"\r\n");
+                }
+            }
+            // `rest` starts with the blank line's "\r\n\r\n"; the last head line already ended.
+            write_shaped(&mut client_write, &rewritten, bucket, &counts.down_bytes).await?;
+            write_shaped(&mut client_write, rest.get(2..).unwrap_or_default(), bucket, &counts.down_bytes)
+                .await?;
+        }
+        pump_shaped(&mut server_read, &mut client_write, bucket, &counts.down_bytes).await
+    };
+    let (up, down) = tokio::join!(up, down);
+    up.and(down)
 }

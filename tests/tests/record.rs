@@ -527,3 +527,100 @@ fn devices_lists_the_microphones_with_the_default_first() {
         "{stderr}"
     );
 }
+
+/// Runs `pactl` against the test's PulseAudio daemon.
+fn pactl(pulse: &PulseAudio, args: &[&str]) {
+    let output = Command::new("pactl").args(args).envs(pulse.env()).output().unwrap();
+    assert!(output.status.success(), "pactl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn a_four_channel_microphone_array_is_recorded_and_uploaded_with_an_equal_sha256() {
+    let Some(pulse) = virtual_microphone() else { return };
+    require_program("pactl", "to add a four-channel virtual microphone").unwrap();
+    // Above two channels hound writes a 68-byte header; the durable length
+    // once counted 44, and the upload ended in a checksum mismatch.
+    pactl(
+        &pulse,
+        &[
+            "load-module",
+            "module-null-sink",
+            "sink_name=array4",
+            "rate=48000",
+            "channels=4",
+            "format=s16le",
+            "norewinds=1",
+        ],
+    );
+    pactl(&pulse, &["set-default-source", "array4.monitor"]);
+    let temp = tempfile::tempdir().unwrap();
+    let server = OpptakServe::start(&temp.path().join("server"), &[], &[]).unwrap();
+    let mut record = RecordProcess::spawn(
+        &temp.path().join("data"),
+        &pulse,
+        &["--seconds", "3", "--server", &server.url, "--token", TEST_TOKEN],
+    );
+    let (_, first) = record.event("recording", Duration::from_secs(10));
+    assert_eq!(first["channels"].as_u64(), Some(4), "{first}");
+    let (status, _, last) = record.finish(Duration::from_secs(30));
+    assert!(status.success(), "{status}: {last}");
+    assert_eq!(last["status"], "ready", "{last}");
+
+    let path = PathBuf::from(last["path"].as_str().unwrap());
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(last["sha256"], sha256_hex(&bytes));
+    let on_server = server_recording(&server, last["recordingId"].as_str().unwrap());
+    assert_eq!(on_server.sha256.as_deref(), Some(sha256_hex(&bytes).as_str()));
+    let (spec, samples) = samples_of(&path);
+    assert_eq!((spec.channels, spec.bits_per_sample), (4, 16));
+    let seconds = samples.len() as f64 / 4.0 / f64::from(RATE);
+    assert!((seconds - 3.0).abs() <= 0.1, "recorded {seconds} s for --seconds 3");
+}
+
+#[test]
+fn a_recording_kept_on_this_computer_is_not_uploaded_until_the_teacher_asks() {
+    let Some(pulse) = virtual_microphone() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let mut record = RecordProcess::spawn(&data, &pulse, &["--no-upload", "--seconds", "1"]);
+    let (status, _, last) = record.finish(Duration::from_secs(20));
+    assert!(status.success(), "{status}: {last}");
+    assert_eq!(last["status"], "onThisComputer", "{last}");
+    let path = PathBuf::from(last["path"].as_str().unwrap());
+
+    // The next start (resume, as the app's start does) leaves it alone.
+    let resume = Command::new(workspace_bin("opptak"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["resume", "--json"])
+        .output()
+        .unwrap();
+    assert!(resume.status.success(), "{}", String::from_utf8_lossy(&resume.stderr));
+    assert!(resume.stdout.is_empty(), "nothing was resumed: {}", String::from_utf8_lossy(&resume.stdout));
+    let listed = recordings(&data);
+    assert_eq!(listed[0]["state"], "stopped", "{listed}");
+    assert_eq!(listed[0]["status"], "only on this computer", "{listed}");
+    assert_eq!(listed[0]["keptOnThisComputer"], true, "{listed}");
+    assert!(!data.join("server").exists(), "This computer's server was never started: nothing was uploaded");
+
+    // The teacher's upload takes it to the server.
+    let upload = Command::new(workspace_bin("opptak"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("upload")
+        .arg(&path)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&upload.stdout);
+    assert!(upload.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&upload.stderr));
+    let done: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(done["status"], "ready", "{stdout}");
+    assert_eq!(done["sha256"], sha256_hex(&std::fs::read(&path).unwrap()));
+    let listed = recordings(&data);
+    assert_eq!(
+        (listed.as_array().unwrap().len(), &listed[0]["state"]),
+        (1, &Value::from("ready")),
+        "{listed}"
+    );
+}

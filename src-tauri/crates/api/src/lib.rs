@@ -138,7 +138,7 @@ mod wire;
 mod xml;
 
 pub use codec::{Decoded, Request, Response};
-pub use error::{Error, ErrorBody, INVALID_REQUEST_MESSAGE, Result};
+pub use error::{Error, ErrorBody, ErrorCode, INVALID_REQUEST_MESSAGE, Result};
 pub use format::{BodyFormat, ResponseFormat};
 pub use limits::{
     MAX_BODY_BYTES, MAX_NAME_CHARS, MAX_PART_SIZE, MAX_PARTS, MAX_PRESIGN_BATCH, MAX_UPLOAD_BYTES,

@@ -87,7 +87,7 @@ fn reference_json_sample_parses_but_repeats_part_one() {
     assert_eq!(err.status(), 400);
     assert_eq!(
         String::from_utf8(err.to_body().encode(ResponseFormat::Json)).unwrap(),
-        r#"{"message":"The request is invalid.","modelState":{"request.parts[1].partNumber":["Part number 1 appears more than once."]}}"#
+        r#"{"code":"invalid_request","message":"The request is invalid.","modelState":{"request.parts[1].partNumber":["Part number 1 appears more than once."]}}"#
     );
 }
 
@@ -100,7 +100,7 @@ fn reference_xml_sample_parses_to_the_same_request_and_problem() {
     let err = FinishRequest::decode(XML, REFERENCE_XML.as_bytes()).unwrap_err();
     assert_eq!(
         String::from_utf8(err.to_body().encode(ResponseFormat::Xml)).unwrap(),
-        "<Error><Message>The request is invalid.</Message><ModelState>\
+        "<Error><Code>invalid_request</Code><Message>The request is invalid.</Message><ModelState>\
          <Field name=\"request.parts[1].partNumber\"><Message>Part number 1 appears more than once.</Message></Field>\
          </ModelState></Error>"
     );
@@ -853,7 +853,9 @@ fn error_bodies_round_trip_in_json_and_xml() {
     let mut state = ModelState::new();
     state.add("request.parts[1].partNumber", "Part number 1 appears more than once.");
     state.add("request.uploadId", "uploadId must not be empty.");
-    for body in [ErrorBody::invalid(state), ErrorBody::new("Recording r9 was not found.")] {
+    for body in
+        [ErrorBody::invalid(state), ErrorBody::new(ErrorCode::NotFound, "Recording r9 was not found.")]
+    {
         for format in [ResponseFormat::Json, ResponseFormat::Xml] {
             assert_eq!(ErrorBody::decode(format, &body.encode(format)).unwrap(), body);
         }

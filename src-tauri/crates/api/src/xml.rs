@@ -25,7 +25,7 @@ use quick_xml::escape::{escape, resolve_predefined_entity};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorCode};
 use crate::model_state::ModelState;
 use crate::tree::{Node, Value};
 
@@ -347,9 +347,13 @@ fn write_node(out: &mut String, name: &str, attributes: &str, node: &Node) {
     let _ = write!(out, "</{name}>");
 }
 
-/// `<Error><Message>…</Message><ModelState><Field name="…"><Message>…</Message></Field></ModelState></Error>`
+/// `<Error><Code>…</Code><Message>…</Message><ModelState><Field name="…"><Message>…</Message></Field></ModelState></Error>`
 pub(crate) fn write_error(body: &ErrorBody) -> String {
-    let mut out = format!("<Error><Message>{}</Message>", escape(body.message.as_str()));
+    let mut out = format!(
+        "<Error><Code>{}</Code><Message>{}</Message>",
+        body.code.as_str(),
+        escape(body.message.as_str())
+    );
     if !body.model_state.is_empty() {
         out.push_str("<ModelState>");
         for (key, messages) in body.model_state.iter() {
@@ -373,6 +377,7 @@ pub(crate) fn read_error(text: &str) -> Result<ErrorBody, String> {
     }
     let message =
         root.child("Message").map(|m| m.text.clone()).ok_or("the <Error> element has no <Message>")?;
+    let code = root.child("Code").map_or(ErrorCode::Unknown, |code| ErrorCode::from_wire(code.text.trim()));
     let mut model_state = ModelState::new();
     for field in root.child("ModelState").map_or(&[][..], |m| &m.children) {
         let key = field
@@ -385,7 +390,7 @@ pub(crate) fn read_error(text: &str) -> Result<ErrorBody, String> {
             model_state.add(key.clone(), message.text.clone());
         }
     }
-    Ok(ErrorBody { message, model_state })
+    Ok(ErrorBody { code, message, model_state })
 }
 
 #[cfg(test)]
@@ -545,11 +550,11 @@ mod tests {
         let body = ErrorBody::invalid(state);
         let xml = write_error(&body);
         assert!(xml.starts_with(
-            "<Error><Message>The request is invalid.</Message><ModelState><Field name=\"request.parts[1].partNumber\"><Message>Part number 1 appears more than once.</Message>"
+            "<Error><Code>invalid_request</Code><Message>The request is invalid.</Message><ModelState><Field name=\"request.parts[1].partNumber\"><Message>Part number 1 appears more than once.</Message>"
         ), "{xml}");
         assert_eq!(read_error(&xml).unwrap(), body);
-        let plain = ErrorBody::new("Not found.");
-        assert_eq!(write_error(&plain), "<Error><Message>Not found.</Message></Error>");
+        let plain = ErrorBody::new(ErrorCode::NotFound, "Not found.");
+        assert_eq!(write_error(&plain), "<Error><Code>not_found</Code><Message>Not found.</Message></Error>");
         assert_eq!(read_error(&write_error(&plain)).unwrap(), plain);
     }
 

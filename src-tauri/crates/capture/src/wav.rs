@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// The WAV header hound writes for 16-bit PCM with one or two channels.
-pub const PCM16_HEADER_LEN: u64 = 44;
+/// Above two channels it writes a WAVE_FORMAT_EXTENSIBLE header (68
+/// bytes), so a file's header length is measured, never assumed.
+#[cfg(test)]
+const PCM16_HEADER_LEN: u64 = 44;
 
 /// The largest data chunk Opptak writes into one file. A RIFF size is a
 /// `u32`; stopping a little short leaves room for the header.
@@ -41,6 +44,9 @@ pub(crate) struct DurableWav {
     path: PathBuf,
     channels: u16,
     writer: hound::WavWriter<BufWriter<SyncOnFlush>>,
+    /// The header's length as hound wrote it: 44 bytes for PCM up to two
+    /// channels, more for WAVE_FORMAT_EXTENSIBLE.
+    header_len: u64,
     data_bytes: u64,
 }
 
@@ -65,10 +71,13 @@ impl DurableWav {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let writer = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, SyncOnFlush(file)), spec)
+        let mut writer = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, SyncOnFlush(file)), spec)
             .map_err(|err| wav_error(path, err))?;
-        let mut wav = Self { path: path.to_path_buf(), channels, writer, data_bytes: 0 };
-        wav.commit()?;
+        // The header is all the file holds once flushed: its length is what
+        // hound chose, which depends on the channels.
+        writer.flush().map_err(|err| wav_error(path, err))?;
+        let header_len = std::fs::metadata(path).map_err(write_err)?.len();
+        let wav = Self { path: path.to_path_buf(), channels, writer, header_len, data_bytes: 0 };
         if let Some(dir) = path.parent() {
             // The file's name must survive a crash too, not only its bytes.
             File::open(dir).and_then(|dir| dir.sync_all()).map_err(write_err)?;
@@ -83,7 +92,7 @@ impl DurableWav {
 
     /// The file's length once committed.
     pub(crate) fn len(&self) -> u64 {
-        PCM16_HEADER_LEN + self.data_bytes
+        self.header_len + self.data_bytes
     }
 
     /// Whole frames that still fit before [`MAX_DATA_BYTES`].
@@ -228,6 +237,34 @@ mod tests {
         assert_eq!(wav.finish().unwrap(), 44 + 1940);
         let read: Vec<i16> = hound::WavReader::open(&path).unwrap().samples().map(Result::unwrap).collect();
         assert_eq!(read[960..], samples(10)[..]);
+    }
+
+    #[test]
+    fn a_four_channel_file_counts_its_extensible_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("array.wav");
+        let mut wav = DurableWav::create(&path, 48_000, 4).unwrap();
+        assert!(wav.header_len > PCM16_HEADER_LEN, "hound writes WAVE_FORMAT_EXTENSIBLE above 2 channels");
+        assert_eq!(wav.header_len, std::fs::metadata(&path).unwrap().len());
+        wav.write(&samples(4 * 480)).unwrap();
+        let len = wav.commit().unwrap();
+        assert_eq!(len, std::fs::metadata(&path).unwrap().len(), "the durable length is the file's length");
+        assert_eq!(len, wav.header_len + 2 * 4 * 480);
+        wav.write(&samples(4 * 10)).unwrap();
+        let len = wav.finish().unwrap();
+        assert_eq!(len, std::fs::metadata(&path).unwrap().len());
+        let reader = hound::WavReader::open(&path).unwrap();
+        assert_eq!((reader.spec().channels, reader.duration()), (4, 490));
+
+        // Repair finds the same data and length after the extensible header.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4..8].fill(0);
+        let data_at = bytes.windows(4).position(|window| window == b"data").unwrap();
+        bytes[data_at + 4..data_at + 8].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let repaired = repair_wav(&path).unwrap();
+        assert_eq!((repaired.len, repaired.data_bytes, repaired.channels), (len, 2 * 4 * 490, 4));
+        assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 490);
     }
 
     #[test]

@@ -52,11 +52,25 @@ enum Command {
     /// Upload a recording file; exits 0 only when the server holds it with
     /// the same SHA-256.
     Upload(upload::UploadArgs),
-    /// Continue every unfinished upload in the data directory.
+    /// Continue every unfinished upload in the data directory, and retry
+    /// failed ones that retrying can fix.
+    ///
+    /// A failed upload is retried at the next resume, then after pauses that
+    /// grow from 1 minute to 1 hour, at most --max-retries times. One that
+    /// only you can fix (the file changed or is gone, the server refused the
+    /// token, the server says it is not a valid recording) waits for
+    /// --failed.
     Resume {
         /// Print one JSON event per line.
         #[arg(long)]
         json: bool,
+        /// Also retry every failed upload now, including those that wait
+        /// for you and those whose automatic retries are used up.
+        #[arg(long)]
+        failed: bool,
+        /// Automatic retries of one failed upload before it waits for --failed.
+        #[arg(long, value_name = "N", default_value_t = opptak_core::RetryPolicy::DEFAULT_MAX_ATTEMPTS)]
+        max_retries: u32,
     },
     /// List the microphones this computer has.
     Devices {
@@ -119,9 +133,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _log = logging::init(&data_dir, log_format).ok();
             tokio::runtime::Runtime::new()?.block_on(upload::upload(args, &data_dir))
         }
-        Command::Resume { json } => {
+        Command::Resume { json, failed, max_retries } => {
             let _log = logging::init(&data_dir, log_format).ok();
-            tokio::runtime::Runtime::new()?.block_on(upload::resume(json, &data_dir))
+            let policy = opptak_core::RetryPolicy { max_attempts: max_retries, ..Default::default() };
+            tokio::runtime::Runtime::new()?.block_on(upload::resume(json, failed, policy, &data_dir))
         }
         Command::Recordings { json } => upload::recordings(json, &data_dir),
         Command::Devices { json } => record::devices(json),

@@ -12,7 +12,7 @@ use opptak_journal::RecordingState;
 use opptak_upload::{UploadEvent, Uploaded};
 use serde_json::json;
 
-use crate::upload::{ServerArgs, event_json};
+use crate::upload::{Interrupts, ServerArgs, event_json};
 
 /// Flags of `opptak record`.
 #[derive(Debug, Args)]
@@ -34,12 +34,24 @@ pub struct RecordArgs {
     /// Stop (keeping the recording) when free disk space falls below this, in MB.
     #[arg(long, value_name = "MB", default_value_t = 200)]
     stop_below_mb: u64,
-    /// Only record; upload later with `opptak resume`.
+    /// Go on in a new file (`<name>-2.wav`, …) after this many MB of audio
+    /// [default: about 4 GiB, the most a WAV file holds].
+    #[arg(long, value_name = "MB", value_parser = parse_file_size_mb)]
+    file_size_mb: Option<f64>,
+    /// Only record, and keep the recording on this computer: `opptak resume`
+    /// and the app leave it alone until `opptak upload FILE` uploads it.
     #[arg(long, conflicts_with = "server")]
     no_upload: bool,
     /// Print one JSON event per line.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_file_size_mb(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(mb) if mb.is_finite() && mb >= 0.01 => Ok(mb),
+        _ => Err(format!("{text:?} is not a size in MB of at least 0.01")),
+    }
 }
 
 /// `opptak devices`.
@@ -164,6 +176,8 @@ impl Display {
                     self.upload = "no network: kept on this computer".into();
                 }
                 UploadEvent::Retrying { reason, .. } => self.upload = format!("retrying ({reason})"),
+                UploadEvent::Stalled { .. } => self.upload = "connection stalled: trying again".into(),
+                UploadEvent::StillChecking { .. } => self.upload = "server still checking".into(),
                 UploadEvent::Finishing => self.upload = "finishing upload".into(),
                 UploadEvent::Processing => self.upload = "server checking".into(),
                 UploadEvent::Ready { .. } => self.upload = "safe on server".into(),
@@ -179,21 +193,6 @@ impl Display {
             bar.finish_and_clear();
         }
     }
-}
-
-/// Waits for Ctrl-C or SIGTERM.
-async fn stop_requested() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM can be watched");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Each line typed on stdin (Enter) toggles pause. A plain thread, because
@@ -212,7 +211,12 @@ fn enter_presses() -> tokio::sync::mpsc::UnboundedReceiver<()> {
 
 /// Shows events until the user, `--seconds` or the recorder ends the
 /// recording; Enter pauses and resumes.
-async fn run_until_stopped(session: &RecordingSession, display: &mut Display, seconds: Option<u64>) {
+async fn run_until_stopped(
+    session: &RecordingSession,
+    display: &mut Display,
+    seconds: Option<u64>,
+    interrupts: &Interrupts,
+) {
     let mut events = session.subscribe();
     let mut presses = enter_presses();
     let mut paused = false;
@@ -224,7 +228,7 @@ async fn run_until_stopped(session: &RecordingSession, display: &mut Display, se
         }
     };
     tokio::pin!(deadline);
-    let stop = stop_requested();
+    let stop = interrupts.requested();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -283,7 +287,15 @@ async fn settle(opptak: &Opptak, file: RecordedFile) -> Outcome {
     tokio::select! {
         result = upload.join() => match result {
             Ok(uploaded) => Outcome::Ready(uploaded),
-            Err(err) => Outcome::Failed(err.to_string()),
+            // Not a failure: the recording stays `processing` for `resume`.
+            Err(opptak_upload::Error::StillChecking { .. }) => Outcome::Kept("processing"),
+            Err(err) => {
+                // Journals the problem, so that `resume` knows whether to retry.
+                if let Err(journal) = opptak.note_failure(id, &err).await {
+                    tracing::error!("could not journal why the upload failed: {journal}");
+                }
+                Outcome::Failed(err.to_string())
+            }
         },
         () = offline => {
             stopper.abort();
@@ -300,8 +312,13 @@ pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<Exit
         min_free_to_start: args.min_free_mb * 1_000_000,
         min_free_while_recording: args.stop_below_mb * 1_000_000,
     };
-    let options =
-        RecordOptions { device: args.device.clone(), name: args.name.clone(), limits: Some(limits) };
+    let options = RecordOptions {
+        device: args.device.clone(),
+        name: args.name.clone(),
+        limits: Some(limits),
+        keep_local: args.no_upload,
+        max_file_bytes: args.file_size_mb.map(|mb| (mb * 1_000_000.0) as u64),
+    };
     let session = match opptak.record(options, destination.as_ref()).await {
         Ok(session) => session,
         Err(err) => {
@@ -318,6 +335,10 @@ pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<Exit
         Some(seconds) => format!("for {seconds} s; Enter pauses, Ctrl-C stops sooner"),
         None => "until Ctrl-C; Enter pauses and resumes".into(),
     };
+    let interrupts = Interrupts::watch(
+        args.json,
+        "Stopping: the recording is kept and its upload goes on until it is safe on the server.",
+    )?;
     let mut display = Display::new(args.json);
     if args.json {
         println!(
@@ -330,7 +351,7 @@ pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<Exit
             format.device, format.sample_rate
         ));
     }
-    run_until_stopped(&session, &mut display, args.seconds).await;
+    run_until_stopped(&session, &mut display, args.seconds, &interrupts).await;
     display.upload = "finishing".into();
     display.redraw();
     let stopped = session.stop().await?;
@@ -350,9 +371,16 @@ pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<Exit
             Outcome::Kept("onThisComputer") => (
                 "onThisComputer",
                 format!(
-                    "{}: {seconds:.1} s recorded, kept on this computer ({}). `opptak resume` uploads it.",
+                    "{}: {seconds:.1} s recorded, kept on this computer ({path}). `opptak upload \"{path}\"` uploads it.",
                     recording.name,
-                    recording.path.display()
+                    path = recording.path.display()
+                ),
+            ),
+            Outcome::Kept("processing") => (
+                "processing",
+                format!(
+                    "{}: {seconds:.1} s recorded and uploaded; the server is still checking it. `opptak resume` waits for it.",
+                    recording.name
                 ),
             ),
             Outcome::Kept(status) => (

@@ -23,8 +23,10 @@ pub mod recording;
 pub mod uploads;
 
 pub use data_dir::{DATA_DIR_ENV, DataDir};
+/// Why a recording is in its state, as the journal has it.
+pub use opptak_journal::Problem;
 pub use recording::{RecordOptions, RecordedFile, RecordingSession, SessionEvent, StoppedRecording};
-pub use uploads::{Destination, Opptak, Target};
+pub use uploads::{Destination, FailedWaits, Opptak, RetryPolicy, Target};
 
 /// Everything that can go wrong in the engine's shared parts.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use opptak_capture::{AudioFormat, CaptureEvent, Progress, Recorder, RecorderConfig, RecorderState};
-use opptak_journal::{Journal, LocalRecording, NewRecording, RecordingState};
+use opptak_journal::{Journal, LocalRecording, NewRecording, Problem, RecordingState};
 use opptak_upload::{Source, SourceState, UploadConfig, UploadEvent, UploadHandle};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -32,6 +32,14 @@ pub struct RecordOptions {
     pub name: Option<String>,
     /// Limits and thresholds; `None` for [`RecorderConfig::new`]'s defaults.
     pub limits: Option<RecorderLimits>,
+    /// The teacher chose to keep the recording on this computer: no upload
+    /// starts, now or when uploads resume, until the teacher asks for one
+    /// (see [`opptak_journal::Journal::set_keep_local`]).
+    pub keep_local: bool,
+    /// Audio bytes per file before the recording goes on in a new file
+    /// (`<name>-2.wav`, …); `None` for the WAV limit of about 4 GiB
+    /// ([`opptak_capture::MAX_DATA_BYTES`]).
+    pub max_file_bytes: Option<u64>,
 }
 
 /// Disk and silence limits of a recording (see [`RecorderConfig`]).
@@ -83,16 +91,22 @@ struct Track {
     finished: bool,
     source: watch::Sender<SourceState>,
     upload: Option<UploadHandle>,
+    /// The file's capture lock, held until the session ends: recovery in
+    /// another process leaves a journaled file alone while it is held.
+    _lock: Option<CaptureLock>,
 }
 
 /// A recording in progress. Call [`RecordingSession::stop`] to end it.
+///
+/// Dropping it instead stops the recorder and waits for its writer thread
+/// on the dropping thread (a blocking wait: in async code, call `stop`);
+/// the files are left as a crash leaves them, for [`Opptak::recover`].
 pub struct RecordingSession {
     recorder: Recorder,
     events: broadcast::Sender<SessionEvent>,
     follower: JoinHandle<Result<Vec<Track>>>,
     first_local_id: i64,
     journal: Journal,
-    _lock: CaptureLock,
 }
 
 impl std::fmt::Debug for RecordingSession {
@@ -137,7 +151,7 @@ impl RecordingSession {
     /// and finish are still to come. Await them, or drop them and let
     /// `resume` finish the job later.
     pub async fn stop(self) -> Result<StoppedRecording> {
-        let Self { recorder, follower, journal, first_local_id, _lock, .. } = self;
+        let Self { recorder, follower, journal, first_local_id, .. } = self;
         let progress = recorder.progress();
         let stopped = tokio::task::spawn_blocking(move || recorder.stop())
             .await
@@ -267,20 +281,34 @@ fn forward<T: Clone + Send + 'static>(
 /// What the follower needs to start the upload of a file.
 #[derive(Clone)]
 struct Uploader {
+    data_dir: PathBuf,
     journal: Journal,
     destination: Option<(i64, opptak_upload::ApiClient)>,
     config: UploadConfig,
     events: broadcast::Sender<SessionEvent>,
+    keep_local: bool,
 }
 
 impl Uploader {
     /// Journals `path` as a growing recording and, with a destination,
-    /// starts uploading it while it grows.
-    fn track(&self, path: &Path, name: &str) -> Result<Track> {
+    /// starts uploading it while it grows. A file the recorder rolled over
+    /// to comes without `lock`: its capture lock is taken here, before it
+    /// is journaled, so no other process ever finds it journaled, growing
+    /// and unlocked — and "recovers" it.
+    fn track(&self, path: &Path, name: &str, lock: Option<CaptureLock>) -> Result<Track> {
+        let lock = match lock {
+            Some(lock) => lock,
+            None => CaptureLock::try_take(&self.data_dir, path)?.ok_or_else(|| {
+                Error::Recording(format!("{} is being recorded by another process", path.display()))
+            })?,
+        };
         let recording = self
             .journal
             .add_recording(NewRecording::growing(path, name, "audio/wav", "audio", false))
             .map_err(journal_error)?;
+        if self.keep_local {
+            self.journal.set_keep_local(recording.id, true).map_err(journal_error)?;
+        }
         let (source, state) = watch::channel(SourceState::default());
         let upload = self.destination.as_ref().map(|(destination_id, client)| {
             self.journal.set_destination(recording.id, Some(*destination_id)).ok();
@@ -299,7 +327,14 @@ impl Uploader {
             });
             upload
         });
-        Ok(Track { local_id: recording.id, journaled_len: 0, finished: false, source, upload })
+        Ok(Track {
+            local_id: recording.id,
+            journaled_len: 0,
+            finished: false,
+            source,
+            upload,
+            _lock: Some(lock),
+        })
     }
 }
 
@@ -318,7 +353,7 @@ async fn follow(
                 let part_name = format!("{name} (part {})", index + 1);
                 let track = {
                     let (uploader, path) = (uploader.clone(), file.path.clone());
-                    tokio::task::spawn_blocking(move || uploader.track(&path, &part_name))
+                    tokio::task::spawn_blocking(move || uploader.track(&path, &part_name, None))
                         .await
                         .map_err(|err| Error::Journal(err.to_string()))??
                 };
@@ -370,6 +405,9 @@ impl Opptak {
         })?;
         let mut config = RecorderConfig::new(&path);
         config.device = options.device.clone();
+        if let Some(max) = options.max_file_bytes {
+            config.max_data_bytes = max.clamp(1, opptak_capture::MAX_DATA_BYTES);
+        }
         if let Some(limits) = options.limits {
             config.min_free_to_start = limits.min_free_to_start;
             config.min_free_while_recording = limits.min_free_while_recording;
@@ -381,23 +419,28 @@ impl Opptak {
         let (events, _) = broadcast::channel(1024);
         forward(recorder.subscribe(), events.clone(), SessionEvent::Capture);
         let uploader = Uploader {
+            data_dir: self.data_dir().path().to_path_buf(),
             journal: self.journal().clone(),
-            destination: destination.map(|destination| (destination.id, destination.client.clone())),
+            destination: destination
+                .filter(|_| !options.keep_local)
+                .map(|destination| (destination.id, destination.client.clone())),
             config: UploadConfig::default(),
             events: events.clone(),
+            keep_local: options.keep_local,
         };
         let name = options.name.unwrap_or_else(default_name);
         let first = {
             let (uploader, path, name) = (uploader.clone(), path.clone(), name.clone());
-            tokio::task::spawn_blocking(move || uploader.track(&path, &name))
+            tokio::task::spawn_blocking(move || uploader.track(&path, &name, Some(lock)))
                 .await
                 .map_err(|err| Error::Journal(err.to_string()))?
         };
         let first = match first {
             Ok(track) => track,
             Err(err) => {
-                // Nothing was journaled: the file is not a recording anyone will find.
-                drop(recorder);
+                // Nothing was journaled: the file is not a recording anyone
+                // will find. Dropping the recorder joins its thread.
+                let _ = tokio::task::spawn_blocking(move || drop(recorder)).await;
                 let _ = std::fs::remove_file(&path);
                 return Err(err);
             }
@@ -405,25 +448,23 @@ impl Opptak {
         let first_local_id = first.local_id;
         tracing::info!(recording = first_local_id, path = %path.display(), "recording");
         let follower = tokio::spawn(follow(recorder.progress(), vec![first], uploader, name));
-        Ok(RecordingSession {
-            recorder,
-            events,
-            follower,
-            first_local_id,
-            journal: self.journal().clone(),
-            _lock: lock,
-        })
+        Ok(RecordingSession { recorder, events, follower, first_local_id, journal: self.journal().clone() })
     }
 
     /// Repairs every recording whose recorder died (state `recording`, no
     /// live process holding its capture lock): rebuilds the WAV header from
     /// the file's length, marks it `recovered` and finished, so that
-    /// `resume` uploads it. Returns the recordings it repaired.
+    /// `resume` uploads it. A recording whose upload failed while it was
+    /// still being recorded is repaired and finished too, and stays
+    /// `failed` for the retries to take up. Returns the recordings it repaired.
     pub fn recover(&self) -> Result<Vec<LocalRecording>> {
         let journal = self.journal();
         let mut repaired = Vec::new();
         for recording in journal.recordings().map_err(journal_error)? {
-            if recording.state != RecordingState::Recording {
+            let failed_while_recording = recording.state == RecordingState::Failed
+                && !recording.finished
+                && recording.problem != Some(Problem::FileMissing);
+            if recording.state != RecordingState::Recording && !failed_while_recording {
                 continue;
             }
             let Some(_lock) = CaptureLock::try_take(self.data_dir().path(), &recording.path)? else {
@@ -432,7 +473,9 @@ impl Opptak {
             let id = recording.id;
             match repair(&recording.path) {
                 Ok((len, sha256)) => {
-                    journal.set_state(id, RecordingState::Recovered, None).map_err(journal_error)?;
+                    if !failed_while_recording {
+                        journal.set_state(id, RecordingState::Recovered, None).map_err(journal_error)?;
+                    }
                     journal.mark_finished(id, len, Some(&sha256)).map_err(journal_error)?;
                     tracing::warn!(recording = id, bytes = len, "recovered a recording whose recorder died");
                 }
@@ -440,7 +483,14 @@ impl Opptak {
                     let message = format!(
                         "the recording was interrupted and {reason}; it cannot be uploaded. The file, if any, was left as it is."
                     );
-                    journal.set_state(id, RecordingState::Failed, Some(&message)).map_err(journal_error)?;
+                    journal
+                        .set_state_because(
+                            id,
+                            RecordingState::Failed,
+                            Some(Problem::FileMissing),
+                            Some(&message),
+                        )
+                        .map_err(journal_error)?;
                     tracing::error!(recording = id, "{message}");
                 }
             }
@@ -541,5 +591,28 @@ mod tests {
         assert_eq!(pid.trim(), std::process::id().to_string());
         drop(lock);
         assert!(CaptureLock::try_take(temp.path(), &file).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_recording_whose_upload_failed_while_recording_is_finished_and_stays_failed_for_the_retries() {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::at(temp.path());
+        let opptak = Opptak::open(&data_dir).unwrap();
+        let path = temp.path().join("failed.wav");
+        killed_recording(&path, 1000);
+        let id = journaled(&opptak, &path);
+        opptak
+            .journal()
+            .set_state_because(id, RecordingState::Failed, Some(Problem::Storage), Some("storage failed"))
+            .unwrap();
+
+        let reopened = Opptak::open(&data_dir).unwrap();
+        let recording = reopened.journal().recording(id).unwrap().unwrap();
+        assert_eq!(
+            (recording.state, recording.finished, recording.total_bytes, recording.problem),
+            (RecordingState::Failed, true, Some(44 + 2000), Some(Problem::Storage))
+        );
+        assert!(recording.retries_by_itself());
+        assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 1000);
     }
 }

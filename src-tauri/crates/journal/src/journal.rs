@@ -71,6 +71,7 @@ impl Journal {
         let locks = dir_of(&path).join(LOCKS_DIR);
         fs::create_dir_all(&locks).map_err(|err| open_err(err.to_string()))?;
         let opening = lock_for_opening(&locks.join(OPEN_LOCK_FILE)).map_err(open_err)?;
+        owner_only(&path).map_err(|err| open_err(err.to_string()))?;
         let mut conn = Connection::open(&path).map_err(|err| open_err(err.to_string()))?;
         configure(&conn).map_err(|err| open_err(err.to_string()))?;
         migrations().to_latest(&mut conn).map_err(|err| open_err(err.to_string()))?;
@@ -135,6 +136,37 @@ impl Journal {
         restored?;
         Ok(value)
     }
+}
+
+/// Makes the journal file, and the `-wal` and `-shm` files beside it that
+/// exist, readable and writable by this user only: the journal holds the
+/// destinations' tokens. Creating the file first with mode 0600 is enough
+/// for SQLite's own files, which it creates with the database file's mode;
+/// a journal made by an older Opptak with wider permissions is narrowed.
+#[cfg(unix)]
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        match fs::metadata(file) {
+            Ok(metadata) if metadata.permissions().mode() & 0o077 != 0 => {
+                fs::set_permissions(file, fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Elsewhere the user's profile folder already keeps other users out.
+#[cfg(not(unix))]
+fn owner_only(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 fn dir_of(path: &Path) -> &Path {
@@ -209,6 +241,34 @@ mod tests {
         drop(journal);
         let journal = Journal::open_in(temp.path().join("nested")).unwrap();
         assert_eq!(journal.recordings().unwrap().len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_journal_and_its_wal_files_are_readable_by_this_user_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::tempdir().unwrap();
+        let mode = |name: &str| fs::metadata(temp.path().join(name)).unwrap().permissions().mode() & 0o777;
+        let journal = Journal::open_in(temp.path()).unwrap();
+        // A write makes SQLite create the -wal and -shm files.
+        journal.add_recording(growing(temp.path().join("a.wav"))).unwrap();
+        for name in [JOURNAL_FILE, "journal.sqlite3-wal", "journal.sqlite3-shm"] {
+            assert_eq!(mode(name), 0o600, "{name}");
+        }
+        drop(journal);
+
+        // A journal an older version left readable by everyone is narrowed.
+        for name in [JOURNAL_FILE, "journal.sqlite3-wal", "journal.sqlite3-shm"] {
+            let path = temp.path().join(name);
+            if path.exists() {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let journal = Journal::open_in(temp.path()).unwrap();
+        journal.add_recording(growing(temp.path().join("b.wav"))).unwrap();
+        for name in [JOURNAL_FILE, "journal.sqlite3-wal", "journal.sqlite3-shm"] {
+            assert_eq!(mode(name), 0o600, "{name}");
+        }
     }
 
     #[test]

@@ -74,6 +74,7 @@
 mod destination;
 mod journal;
 mod lock;
+mod problem;
 mod recording;
 mod schema;
 mod session;
@@ -86,6 +87,7 @@ use std::path::PathBuf;
 pub use destination::Destination;
 pub use journal::{JOURNAL_FILE, Journal};
 pub use lock::{LOCKS_DIR, RecordingLock, lock_recording};
+pub use problem::Problem;
 pub use recording::{LocalRecording, NewRecording, RecordingState};
 pub use schema::migrations;
 pub use session::{NewSession, PartRecord, SessionState, UploadSession};

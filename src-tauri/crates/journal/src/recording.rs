@@ -21,7 +21,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use crate::session::{LIVE_SESSION, SessionState};
-use crate::{Error, Journal, Result, now_unix};
+use crate::{Error, Journal, Problem, Result, now_unix};
 
 /// Where a recording is in its life; serialised lowercase.
 ///
@@ -207,6 +207,18 @@ pub struct LocalRecording {
     pub error: Option<String>,
     /// Where it is being uploaded, once chosen.
     pub destination_id: Option<i64>,
+    /// Why it is in its state, when a reason was given (see
+    /// [`Journal::set_state_because`]); `None` on the happy path.
+    pub problem: Option<Problem>,
+    /// How many automatic retries of a failure were started (reset when the
+    /// teacher retries).
+    pub retry_attempts: u32,
+    /// The earliest time, in seconds since the Unix epoch, that the next
+    /// automatic retry may start.
+    pub next_retry_at: Option<i64>,
+    /// Whether the teacher chose to keep it on this computer: nothing
+    /// uploads it until the teacher asks (see [`Journal::set_keep_local`]).
+    pub keep_local: bool,
 }
 
 impl LocalRecording {
@@ -214,6 +226,13 @@ impl LocalRecording {
     /// what is durable so far.
     pub fn upload_size(&self) -> u64 {
         self.total_bytes.filter(|_| self.finished).unwrap_or(self.durable_bytes)
+    }
+
+    /// Whether its failure may be retried without the teacher: it failed
+    /// with a problem that does not need them (none counts as
+    /// [`Problem::Unknown`]). Says nothing about the retry cap or time.
+    pub fn retries_by_itself(&self) -> bool {
+        self.state == RecordingState::Failed && !self.problem.unwrap_or(Problem::Unknown).needs_teacher()
     }
 
     /// Whether the local file may be deleted: the recording is `ready` and
@@ -226,7 +245,8 @@ impl LocalRecording {
 }
 
 pub(crate) const RECORDING_COLUMNS: &str = "id, path, name, content_type, recorder_type, is_video, created_at, \
-     state, durable_bytes, finished, total_bytes, sha256, server_sha256, error, destination_id";
+     state, durable_bytes, finished, total_bytes, sha256, server_sha256, error, destination_id, \
+     problem, retry_attempts, next_retry_at, keep_local";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<LocalRecording> {
     Ok(LocalRecording {
@@ -245,6 +265,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<LocalRecording> {
         server_sha256: row.get(12)?,
         error: row.get(13)?,
         destination_id: row.get(14)?,
+        problem: row.get(15)?,
+        retry_attempts: row.get(16)?,
+        next_retry_at: row.get(17)?,
+        keep_local: row.get(18)?,
     })
 }
 
@@ -358,14 +382,16 @@ impl Journal {
     }
 
     /// Every recording that still has upload work: not `ready` or `failed`,
-    /// and either finished or already given a destination. Oldest first,
+    /// not kept on this computer by the teacher, and either finished or
+    /// already given a destination. Oldest first,
     /// the order to upload them in. Take [`Journal::lock_recording`] before
     /// working on one: another process may be on it.
     pub fn unfinished_uploads(&self) -> Result<Vec<LocalRecording>> {
         self.read(|conn| {
             let sql = format!(
                 "SELECT {RECORDING_COLUMNS} FROM recordings
-                 WHERE state NOT IN ('ready', 'failed') AND (destination_id IS NOT NULL OR finished = 1)
+                 WHERE state NOT IN ('ready', 'failed') AND keep_local = 0
+                     AND (destination_id IS NOT NULL OR finished = 1)
                  ORDER BY created_at, id"
             );
             query(conn, &sql, [])
@@ -451,10 +477,25 @@ impl Journal {
     }
 
     /// Moves a recording to `state` (see [`RecordingState::can_become`]),
-    /// recording `error` (required for `failed`; cleared when `None`).
-    /// `ready` is refused: use [`Journal::mark_ready`].
+    /// recording `error` (required for `failed`; cleared when `None`) and
+    /// clearing its [`Problem`]. `ready` is refused: use [`Journal::mark_ready`].
     pub fn set_state(&self, id: i64, state: RecordingState, error: Option<&str>) -> Result<()> {
-        if state == RecordingState::Failed && error.is_none_or(|reason| reason.trim().is_empty()) {
+        self.set_state_because(id, state, None, error)
+    }
+
+    /// Moves a recording to `state` (see [`RecordingState::can_become`])
+    /// because of `problem`, with `detail` for people (the `error` column).
+    /// Both are replaced, and cleared when `None`. `failed` needs a problem
+    /// or a detail. `ready` is refused: use [`Journal::mark_ready`].
+    pub fn set_state_because(
+        &self,
+        id: i64,
+        state: RecordingState,
+        problem: Option<Problem>,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        let detail = detail.filter(|detail| !detail.trim().is_empty());
+        if state == RecordingState::Failed && problem.is_none() && detail.is_none() {
             return Err(Error::Invalid("a failed recording needs a reason".into()));
         }
         self.write(|tx| {
@@ -474,11 +515,120 @@ impl Journal {
                 });
             }
             tx.execute(
-                "UPDATE recordings SET state = ?2, error = ?3 WHERE id = ?1",
-                params![id, state, error],
+                "UPDATE recordings SET state = ?2, problem = ?3, error = ?4 WHERE id = ?1",
+                params![id, state, problem, detail],
             )?;
-            tracing::info!(recording_id = id, from = %recording.state, to = %state, error, "recording state");
+            tracing::info!(
+                recording_id = id,
+                from = %recording.state,
+                to = %state,
+                problem = problem.map(Problem::as_str),
+                error = detail,
+                "recording state"
+            );
             Ok(())
+        })
+    }
+
+    /// Keeps a recording on this computer (`true`: nothing uploads it until
+    /// the teacher asks; [`Journal::unfinished_uploads`] leaves it out), or
+    /// lets it upload (`false`, when the teacher asks for the upload).
+    pub fn set_keep_local(&self, id: i64, keep_local: bool) -> Result<()> {
+        self.write(|tx| {
+            load_existing(tx, id)?;
+            tx.execute("UPDATE recordings SET keep_local = ?2 WHERE id = ?1", params![id, keep_local])?;
+            Ok(())
+        })
+    }
+
+    /// Failed recordings that an automatic retry may take up: their problem
+    /// does not need the teacher (see [`Problem::needs_teacher`]; a failure
+    /// journaled without one counts as [`Problem::Unknown`]), they are not
+    /// kept on this computer, and fewer than `max_attempts` retries were
+    /// started. Oldest first. Whether one is due yet is
+    /// [`LocalRecording::next_retry_at`]; [`Journal::begin_automatic_retry`]
+    /// checks both again in its transaction.
+    pub fn retryable_failures(&self, max_attempts: u32) -> Result<Vec<LocalRecording>> {
+        let failed = self.read(|conn| {
+            let sql = format!(
+                "SELECT {RECORDING_COLUMNS} FROM recordings
+                 WHERE state = 'failed' AND keep_local = 0 AND retry_attempts < ?1
+                 ORDER BY created_at, id"
+            );
+            query(conn, &sql, [max_attempts])
+        })?;
+        Ok(failed.into_iter().filter(LocalRecording::retries_by_itself).collect())
+    }
+
+    /// Starts an automatic retry of a failed recording, if it may have one
+    /// now: it is `failed` with a problem that does not need the teacher,
+    /// fewer than `max_attempts` retries were started, and its
+    /// `next_retry_at` has passed (or was never set). It then becomes
+    /// `stopped` (the upload picks it up from there), its retry count grows
+    /// by one and the next retry may start no earlier than `next_retry_at`.
+    /// Returns whether it did. One transaction, so two processes never
+    /// start the same retry.
+    pub fn begin_automatic_retry(&self, id: i64, max_attempts: u32, next_retry_at: i64) -> Result<bool> {
+        self.write(|tx| {
+            let recording = load_existing(tx, id)?;
+            let due = recording.next_retry_at.is_none_or(|at| at <= now_unix());
+            if recording.state != RecordingState::Failed
+                || !recording.retries_by_itself()
+                || recording.keep_local
+                || recording.retry_attempts >= max_attempts
+                || !due
+            {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE recordings SET state = 'stopped', retry_attempts = retry_attempts + 1,
+                     next_retry_at = ?2, problem = NULL, error = NULL
+                 WHERE id = ?1",
+                params![id, next_retry_at],
+            )?;
+            tracing::info!(
+                recording_id = id,
+                attempt = recording.retry_attempts + 1,
+                max_attempts,
+                problem = recording.problem.map(Problem::as_str),
+                "retrying a failed upload"
+            );
+            Ok(true)
+        })
+    }
+
+    /// Sets the earliest time (seconds since the Unix epoch) of the next
+    /// automatic retry of a recording.
+    pub fn set_next_retry_at(&self, id: i64, next_retry_at: i64) -> Result<()> {
+        self.write(|tx| {
+            load_existing(tx, id)?;
+            tx.execute("UPDATE recordings SET next_retry_at = ?2 WHERE id = ?1", params![id, next_retry_at])?;
+            Ok(())
+        })
+    }
+
+    /// The teacher asked to retry a failed recording, whatever its problem:
+    /// it becomes `stopped`, its automatic retries start again from none,
+    /// and it is no longer kept on this computer. Returns `false`, changing
+    /// nothing, when it is not `failed`.
+    pub fn retry_by_teacher(&self, id: i64) -> Result<bool> {
+        self.write(|tx| {
+            let recording = load_existing(tx, id)?;
+            if recording.state != RecordingState::Failed {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE recordings SET state = 'stopped', retry_attempts = 0, next_retry_at = NULL,
+                     problem = NULL, error = NULL, keep_local = 0
+                 WHERE id = ?1",
+                [id],
+            )?;
+            tracing::info!(
+                recording_id = id,
+                problem = recording.problem.map(Problem::as_str),
+                "teacher retries"
+            );
+            Ok(true)
         })
     }
 
@@ -527,7 +677,7 @@ impl Journal {
                 });
             }
             tx.execute(
-                "UPDATE recordings SET state = 'ready', server_sha256 = ?2, error = NULL WHERE id = ?1",
+                "UPDATE recordings SET state = 'ready', server_sha256 = ?2, error = NULL, problem = NULL WHERE id = ?1",
                 params![id, server_sha256],
             )?;
             tx.execute(
@@ -833,5 +983,128 @@ mod tests {
             journal.set_destination(growing_only, Some(999)),
             Err(Error::UnknownDestination(999))
         ));
+    }
+
+    #[test]
+    fn a_recording_kept_on_this_computer_is_not_an_unfinished_upload() {
+        let (temp, journal) = journal();
+        let id = journal.add_recording(growing(temp.path().join("local.wav"))).unwrap().id;
+        journal.mark_finished(id, 0, None).unwrap();
+        assert!(!journal.recording(id).unwrap().unwrap().keep_local);
+        journal.set_keep_local(id, true).unwrap();
+        assert!(journal.recording(id).unwrap().unwrap().keep_local);
+        assert!(journal.unfinished_uploads().unwrap().is_empty());
+        journal.set_keep_local(id, false).unwrap();
+        let ids: Vec<i64> =
+            journal.unfinished_uploads().unwrap().iter().map(|recording| recording.id).collect();
+        assert_eq!(ids, [id]);
+        assert!(matches!(journal.set_keep_local(999, true), Err(Error::UnknownRecording(999))));
+    }
+
+    #[test]
+    fn a_state_change_carries_its_problem_and_the_next_one_clears_it() {
+        let (temp, journal) = journal();
+        let id = journal.add_recording(growing(temp.path().join("a.wav"))).unwrap().id;
+        journal.mark_finished(id, 0, None).unwrap();
+        journal
+            .set_state_because(id, RecordingState::Waiting, Some(Problem::Stalled), Some("no bytes for 30 s"))
+            .unwrap();
+        let read = journal.recording(id).unwrap().unwrap();
+        assert_eq!((read.state, read.problem), (RecordingState::Waiting, Some(Problem::Stalled)));
+        assert_eq!(read.error.as_deref(), Some("no bytes for 30 s"));
+        // It survives a reopen, as every column does.
+        let reopened = Journal::open(journal.path()).unwrap();
+        assert_eq!(reopened.recording(id).unwrap().unwrap().problem, Some(Problem::Stalled));
+
+        journal.set_state(id, RecordingState::Uploading, None).unwrap();
+        let read = journal.recording(id).unwrap().unwrap();
+        assert_eq!((read.problem, read.error), (None, None));
+
+        // A failure needs a problem or a detail; either will do.
+        let err = journal.set_state_because(id, RecordingState::Failed, None, Some("  ")).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err}");
+        journal.set_state_because(id, RecordingState::Failed, Some(Problem::PartsMissing), None).unwrap();
+        let read = journal.recording(id).unwrap().unwrap();
+        assert_eq!(
+            (read.state, read.problem, read.error),
+            (RecordingState::Failed, Some(Problem::PartsMissing), None)
+        );
+
+        // A name written by a newer Opptak reads as unknown, not as an error.
+        journal
+            .read(|conn| {
+                Ok(conn.execute("UPDATE recordings SET problem = 'from_the_future' WHERE id = ?1", [id])?)
+            })
+            .unwrap();
+        assert_eq!(journal.recording(id).unwrap().unwrap().problem, Some(Problem::Unknown));
+    }
+
+    fn failed_because(journal: &Journal, dir: &Path, name: &str, problem: Option<Problem>) -> i64 {
+        let id = journal.add_recording(growing(dir.join(name))).unwrap().id;
+        journal.mark_finished(id, 0, None).unwrap();
+        journal.set_state_because(id, RecordingState::Failed, problem, Some("it went wrong")).unwrap();
+        id
+    }
+
+    #[test]
+    fn automatic_retries_skip_what_needs_the_teacher_and_stop_at_the_cap() {
+        let (temp, journal) = journal();
+        let retryable = failed_because(&journal, temp.path(), "parts.wav", Some(Problem::PartsMissing));
+        let unexplained = failed_because(&journal, temp.path(), "unknown.wav", None);
+        let changed = failed_because(&journal, temp.path(), "changed.wav", Some(Problem::FileChanged));
+        let kept = failed_because(&journal, temp.path(), "kept.wav", Some(Problem::Storage));
+        journal.set_keep_local(kept, true).unwrap();
+        let ids = |cap| -> Vec<i64> {
+            journal.retryable_failures(cap).unwrap().iter().map(|recording| recording.id).collect()
+        };
+        assert_eq!(ids(2), [retryable, unexplained]);
+        assert!(!journal.begin_automatic_retry(changed, 2, 0).unwrap(), "needs the teacher");
+        assert!(!journal.begin_automatic_retry(kept, 2, 0).unwrap(), "kept on this computer");
+
+        // The first retry is due at once; the next one not before the time given.
+        let later = now_unix() + 3600;
+        assert!(journal.begin_automatic_retry(retryable, 2, later).unwrap());
+        let read = journal.recording(retryable).unwrap().unwrap();
+        assert_eq!(
+            (read.state, read.retry_attempts, read.next_retry_at),
+            (RecordingState::Stopped, 1, Some(later))
+        );
+        assert_eq!((read.problem, read.error), (None, None));
+        assert!(!journal.begin_automatic_retry(retryable, 2, later).unwrap(), "not failed any more");
+        journal
+            .set_state_because(retryable, RecordingState::Failed, Some(Problem::PartsMissing), None)
+            .unwrap();
+        assert!(!journal.begin_automatic_retry(retryable, 2, later).unwrap(), "not due yet");
+        // A restart does not reset the count or the time: they are in the file.
+        let reopened = Journal::open(journal.path()).unwrap();
+        let read = reopened.recording(retryable).unwrap().unwrap();
+        assert_eq!((read.retry_attempts, read.next_retry_at), (1, Some(later)));
+        reopened
+            .read(|conn| {
+                Ok(conn.execute("UPDATE recordings SET next_retry_at = 0 WHERE id = ?1", [retryable])?)
+            })
+            .unwrap();
+        assert!(journal.begin_automatic_retry(retryable, 2, 0).unwrap());
+        journal
+            .set_state_because(retryable, RecordingState::Failed, Some(Problem::PartsMissing), None)
+            .unwrap();
+        // The cap holds.
+        assert!(!journal.begin_automatic_retry(retryable, 2, 0).unwrap());
+        assert_eq!(ids(2), [unexplained]);
+        assert_eq!(ids(3), [retryable, unexplained]);
+
+        // The teacher may retry anything that failed, and starts the count again.
+        assert!(journal.retry_by_teacher(changed).unwrap());
+        assert!(journal.retry_by_teacher(retryable).unwrap());
+        assert!(journal.retry_by_teacher(kept).unwrap());
+        for id in [changed, retryable, kept] {
+            let read = journal.recording(id).unwrap().unwrap();
+            assert_eq!(
+                (read.state, read.retry_attempts, read.next_retry_at, read.problem, read.keep_local),
+                (RecordingState::Stopped, 0, None, None, false)
+            );
+        }
+        assert!(!journal.retry_by_teacher(changed).unwrap(), "only a failed recording is retried");
+        assert!(matches!(journal.retry_by_teacher(999), Err(Error::UnknownRecording(999))));
     }
 }

@@ -10,8 +10,9 @@
 
 use rusqlite_migration::{M, Migrations};
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE destinations (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE destinations (
         id INTEGER PRIMARY KEY,
         base_url TEXT NOT NULL,
         token TEXT NOT NULL,
@@ -67,7 +68,18 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         sent_at INTEGER NOT NULL,
         PRIMARY KEY (session_id, part_number)
     ) STRICT, WITHOUT ROWID;",
-)];
+    ),
+    // Why a recording is in its state (a `Problem` name, no CHECK so that a
+    // newer Opptak may add names), the automatic retries of a failed
+    // recording and the earliest time of the next one, and the teacher's
+    // choice to keep a recording on this computer until asked to upload it.
+    M::up(
+        "ALTER TABLE recordings ADD COLUMN problem TEXT;
+    ALTER TABLE recordings ADD COLUMN retry_attempts INTEGER NOT NULL DEFAULT 0 CHECK (retry_attempts >= 0);
+    ALTER TABLE recordings ADD COLUMN next_retry_at INTEGER;
+    ALTER TABLE recordings ADD COLUMN keep_local INTEGER NOT NULL DEFAULT 0 CHECK (keep_local IN (0, 1));",
+    ),
+];
 
 /// The migrations, in order.
 pub fn migrations() -> Migrations<'static> {

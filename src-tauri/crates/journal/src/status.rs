@@ -5,11 +5,13 @@
 //! parts whose ETag storage returned, and never reaches 100 % before every
 //! byte of the file was sent.
 
-use crate::{Journal, LocalRecording, RecordingState, Result, UploadSession};
+use crate::{Journal, LocalRecording, Problem, RecordingState, Result, UploadSession};
 
 /// One line for a recording: "recording", "recovered", "only on this
-/// computer", "waiting for network", "uploading 43 %", "processing",
-/// "safe on server" or "failed: reason".
+/// computer", "waiting for network" (or, from its [`Problem`], "connection
+/// stalled — retrying" and "server busy — retrying"), "uploading 43 %",
+/// "processing", "safe on server" or "failed: reason" (the journaled
+/// detail, else the problem's description).
 ///
 /// `sent_bytes` counts the parts of `session` (see [`Journal::sent_bytes`]);
 /// it is ignored without a session.
@@ -18,7 +20,11 @@ pub fn status_line(recording: &LocalRecording, session: Option<&UploadSession>, 
         RecordingState::Recording => "recording".into(),
         RecordingState::Recovered => "recovered".into(),
         RecordingState::Stopped => "only on this computer".into(),
-        RecordingState::Waiting => "waiting for network".into(),
+        RecordingState::Waiting => match recording.problem {
+            Some(Problem::Stalled) => "connection stalled — retrying".into(),
+            Some(Problem::ServerBusy) => "server busy — retrying".into(),
+            _ => "waiting for network".into(),
+        },
         RecordingState::Uploading => {
             let sent = if session.is_some() { sent_bytes } else { 0 };
             format!("uploading {} %", percent(sent, recording.upload_size()))
@@ -29,6 +35,7 @@ pub fn status_line(recording: &LocalRecording, session: Option<&UploadSession>, 
         RecordingState::Ready => "safe on server".into(),
         RecordingState::Failed => {
             let reason = recording.error.as_deref().map(str::trim).filter(|reason| !reason.is_empty());
+            let reason = reason.or(recording.problem.map(Problem::describe));
             format!("failed: {}", reason.unwrap_or("no reason was recorded"))
         }
     }
@@ -79,6 +86,10 @@ mod tests {
             server_sha256: None,
             error: None,
             destination_id: Some(1),
+            problem: None,
+            retry_attempts: 0,
+            next_retry_at: None,
+            keep_local: false,
         }
     }
 
@@ -117,6 +128,18 @@ mod tests {
             ..recording(RecordingState::Failed)
         };
         assert_eq!(status_line(&failed, None, 0), "failed: the server refused the file");
+        let without_detail =
+            LocalRecording { problem: Some(Problem::PartsMissing), ..recording(RecordingState::Failed) };
+        assert_eq!(status_line(&without_detail, None, 0), "failed: the server lost parts of the upload");
+    }
+
+    #[test]
+    fn waiting_says_why_it_waits() {
+        let waiting = |problem| LocalRecording { problem, ..recording(RecordingState::Waiting) };
+        assert_eq!(status_line(&waiting(None), None, 0), "waiting for network");
+        assert_eq!(status_line(&waiting(Some(Problem::Offline)), None, 0), "waiting for network");
+        assert_eq!(status_line(&waiting(Some(Problem::Stalled)), None, 0), "connection stalled — retrying");
+        assert_eq!(status_line(&waiting(Some(Problem::ServerBusy)), None, 0), "server busy — retrying");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use opptak_api::{ErrorBody, ModelState, ResponseFormat};
+use opptak_api::{ErrorBody, ErrorCode, ModelState, ResponseFormat};
 
 use crate::store::StoreError;
 
@@ -46,26 +46,41 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody::new(message), retry_after: false }
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status, body: ErrorBody::new(code, message), retry_after: false }
+    }
+
+    /// The machine-readable code of this answer.
+    pub fn code(&self) -> ErrorCode {
+        self.body.code
     }
 
     /// 401: no or bad token.
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
             "Authorization is missing or the token is not valid. Send 'Authorization: Bearer <token>' with a token your administrator gave you.",
         )
     }
 
     /// 404: unknown, or not the caller's (which must look the same).
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("{what} was not found."))
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("{what} was not found."))
     }
 
-    /// 409: the request conflicts with the recording's state.
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, message)
+    /// 404: no endpoint at this address.
+    pub fn no_such_endpoint() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NoSuchEndpoint,
+            "No API endpoint at this address; check the server URL. The resource was not found.",
+        )
+    }
+
+    /// 409: the request conflicts with the recording's state; `code` says how.
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
     }
 
     /// 400 with every problem found.
@@ -80,6 +95,7 @@ impl ApiError {
             retry_after: true,
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
                 "The server cannot reach its storage or database right now. Try again in a few seconds.",
             )
         }
@@ -106,6 +122,7 @@ impl From<StoreError> for ApiError {
             // crash between completing and recording it): retrying cannot
             // help, a new upload can.
             StoreError::NoSuchUpload => Self::conflict(
+                ErrorCode::UploadLost,
                 "Storage no longer holds this upload's parts; start a new upload for the recording.",
             ),
             err => Self::unavailable(err),

@@ -12,10 +12,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use opptak_api::{
-    AbortRequest, AbortResponse, BodyFormat, ContentType, Decoded, FieldPath, FinishRequest, FinishResponse,
-    ListPartsRequest, ListPartsResponse, MAX_BODY_BYTES, MAX_PARTS, ModelState, PartsRequest, PartsResponse,
-    PresignedPart, Recording, RecordingList, RecordingStatus, Request as ApiRequest, StartRequest,
-    StartResponse, Timestamp,
+    AbortRequest, AbortResponse, BodyFormat, ContentType, Decoded, ErrorCode, FieldPath, FinishRequest,
+    FinishResponse, ListPartsRequest, ListPartsResponse, MAX_BODY_BYTES, MAX_PARTS, ModelState, PartsRequest,
+    PartsResponse, PresignedPart, Recording, RecordingList, RecordingStatus, Request as ApiRequest,
+    StartRequest, StartResponse, Timestamp,
 };
 use rusqlite::OptionalExtension;
 use tokio::sync::{Notify, OwnedMutexGuard};
@@ -210,7 +210,7 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("No API endpoint at this address; check the server URL. The resource")
+    ApiError::no_such_endpoint()
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -250,7 +250,13 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 /// Reads and decodes a request body, collecting every problem.
-async fn decode<R: ApiRequest>(
+/// Bodies up to this size are decoded on the async thread that received
+/// them; larger ones (up to [`MAX_BODY_BYTES`]: a finish naming 10,000
+/// parts, in XML) take long enough to hold up other requests, and are
+/// decoded on a blocking thread.
+const DECODE_INLINE_BYTES: usize = 64 * 1024;
+
+async fn decode<R: ApiRequest + Send + 'static>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -261,7 +267,14 @@ async fn decode<R: ApiRequest>(
         ApiError::from(opptak_api::Error::PayloadTooLarge { size: MAX_BODY_BYTES + 1, limit: MAX_BODY_BYTES })
     })?;
     state.metrics.count_body_bytes(bytes.len());
-    Ok(R::decode_with_problems(format, &bytes)?)
+    let decoded = if bytes.len() <= DECODE_INLINE_BYTES {
+        R::decode_with_problems(format, &bytes)
+    } else {
+        tokio::task::spawn_blocking(move || R::decode_with_problems(format, &bytes))
+            .await
+            .map_err(ApiError::unavailable)?
+    };
+    Ok(decoded?)
 }
 
 fn timestamp(unix: i64) -> Timestamp {
@@ -346,6 +359,22 @@ struct Session {
     finished_parts: Option<String>,
     object_size: Option<u64>,
     recording_status: String,
+    /// Unix seconds after which an open session takes no more requests.
+    expires_at: i64,
+}
+
+impl Session {
+    /// An open session past its `expiresAt` is over even before the sweeper
+    /// marks it so: parts, listparts and finish refuse it.
+    fn refuse_if_expired(&self) -> Result<(), ApiError> {
+        if self.state == "open" && self.expires_at <= now_unix() {
+            return Err(ApiError::conflict(
+                ErrorCode::UploadExpired,
+                "This upload expired before it was finished; start a new upload for the recording.",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The caller's session for `recording_id`; `None` when unknown or another user's.
@@ -355,7 +384,7 @@ async fn load_session(db: &Db, user: &User, recording_id: &str) -> Result<Option
         .call(move |conn| {
             conn.query_row(
                 "SELECT s.recording_id, s.upload_id, s.object_key, s.store_upload_id, s.part_size, s.state,
-                        s.finished_parts, s.object_size, r.status
+                        s.finished_parts, s.object_size, r.status, s.expires_at
                  FROM upload_sessions s JOIN recordings r ON r.id = s.recording_id
                  WHERE s.recording_id = ?1 AND r.user_id = ?2",
                 rusqlite::params![recording_id, user_id],
@@ -370,6 +399,7 @@ async fn load_session(db: &Db, user: &User, recording_id: &str) -> Result<Option
                         finished_parts: row.get(6)?,
                         object_size: row.get::<_, Option<i64>>(7)?.map(|size| size as u64),
                         recording_status: row.get(8)?,
+                        expires_at: row.get(9)?,
                     })
                 },
             )
@@ -381,7 +411,7 @@ async fn load_session(db: &Db, user: &User, recording_id: &str) -> Result<Option
 const RECORDING: &str = "The recording";
 
 /// A request that names a recording and its upload session.
-trait NamesSession: ApiRequest {
+trait NamesSession: ApiRequest + Send + 'static {
     /// `(recordingId, uploadId)`.
     fn ids(&self) -> (&str, &str);
 }
@@ -437,11 +467,18 @@ async fn decode_with_session<R: NamesSession>(
 
 fn closed_session_conflict(session: &Session) -> ApiError {
     match session.state.as_str() {
-        "aborted" => ApiError::conflict("This upload was aborted; start a new upload for the recording."),
+        "aborted" => ApiError::conflict(
+            ErrorCode::UploadAborted,
+            "This upload was aborted; start a new upload for the recording.",
+        ),
         "expired" => ApiError::conflict(
+            ErrorCode::UploadExpired,
             "This upload expired before it was finished; start a new upload for the recording.",
         ),
-        _ => ApiError::conflict("This upload is already finished; poll the recording's status instead."),
+        _ => ApiError::conflict(
+            ErrorCode::UploadFinished,
+            "This upload is already finished; poll the recording's status instead.",
+        ),
     }
 }
 
@@ -453,6 +490,7 @@ async fn parts(
 ) -> Result<Reply<PartsResponse>, ApiError> {
     let (request, session, _guard) =
         decode_with_session::<PartsRequest>(&state, &user, &headers, body).await?;
+    session.refuse_if_expired()?;
     if session.state != "open" {
         return Err(closed_session_conflict(&session));
     }
@@ -492,6 +530,7 @@ async fn list_parts(
     body: Body,
 ) -> Result<Reply<ListPartsResponse>, ApiError> {
     let (_, session, _guard) = decode_with_session::<ListPartsRequest>(&state, &user, &headers, body).await?;
+    session.refuse_if_expired()?;
     let parts = match session.state.as_str() {
         "open" => state
             .store
@@ -547,7 +586,12 @@ async fn abort(
             tracing::info!(recording_id = session.recording_id, "upload aborted");
         }
         "aborted" | "expired" => {}
-        _ => return Err(ApiError::conflict("This upload is already finished and cannot be aborted.")),
+        _ => {
+            return Err(ApiError::conflict(
+                ErrorCode::UploadFinished,
+                "This upload is already finished and cannot be aborted.",
+            ));
+        }
     }
     Ok(Reply(AbortResponse { recording_id: session.recording_id, upload_id: session.upload_id }))
 }
@@ -601,6 +645,7 @@ async fn finish(
         request.parts.iter().map(|part| (part.part_number, unquote_etag(&part.etag).to_owned())).collect();
     wanted.sort();
 
+    session.refuse_if_expired()?;
     match session.state.as_str() {
         "open" => {}
         "completed" => return repeated_finish(&session, &wanted),
@@ -730,6 +775,7 @@ async fn finish(
 fn repeated_finish(session: &Session, wanted: &[(u32, String)]) -> Result<Reply<FinishResponse>, ApiError> {
     if finished_parts(session) != wanted {
         return Err(ApiError::conflict(
+            ErrorCode::FinishConflict,
             "This recording was already finished with different parts; start a new upload to send a different file.",
         ));
     }

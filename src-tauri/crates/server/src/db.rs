@@ -5,6 +5,10 @@
 //! outside migrations. Writes that must survive power loss (finish, a
 //! recording's final state) go through [`Db::write_durably`], which commits
 //! with `synchronous=FULL`.
+//!
+//! The file holds every user's token digest, so it is created readable by
+//! this user only (0600 on Unix); SQLite gives its `-wal` and `-shm` files
+//! the database file's permissions.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -83,6 +87,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 impl Db {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
+        restrict_to_owner(path).map_err(|err| {
+            Error::Database(format!("cannot make {} private to this user: {err}", path.display()))
+        })?;
         let mut conn = Connection::open(path).map_err(|err| Error::Database(err.to_string()))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
@@ -130,6 +137,25 @@ impl Db {
     }
 }
 
+/// Creates `path` if missing, and (on Unix) makes it readable and writable
+/// by its owner only, also when an older version created it wider.
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    drop(file);
+    Ok(())
+}
+
 fn db_err(err: rusqlite::Error) -> Error {
     Error::Database(err.to_string())
 }
@@ -146,6 +172,26 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         migrations().validate().unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_and_its_wal_are_private_to_this_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("server.sqlite3");
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let db = Db::open(&path).unwrap();
+        db.write_durably(|tx| tx.execute("INSERT INTO users (name, token_sha256) VALUES ('a', x'00')", []))
+            .await
+            .unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&temp.path().join("server.sqlite3-wal")), 0o600);
+        drop(db);
+        // A file an older version left readable by everyone is tightened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Db::open(&path).unwrap());
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[tokio::test]

@@ -2,10 +2,24 @@
 //! object (size, composite ETag, media header and duration), computes its
 //! SHA-256 and marks the recording `ready` or `failed`.
 //!
-//! A job is `queued` → `running` (with a lease) → `done`. A running job
-//! whose lease lapsed — its server died — is claimed again, so every
-//! finished recording reaches a final state. Storage errors are retried
-//! with exponential backoff; a bad file fails the recording with a reason.
+//! A job is `queued` → `running` (with a lease) → `done`. Invariants:
+//!
+//! - Every claim adds one to `attempts`, and that number fences the claim:
+//!   each result, retry or lease renewal is written `WHERE attempts = ?` of
+//!   a `running` job. A holder whose lease lapsed and whose job another
+//!   worker claimed again changes nothing, so one verification never
+//!   overwrites another's result.
+//! - While a job runs, a heartbeat renews its lease every
+//!   [`JobPolicy::heartbeat`]; only a holder that stopped (its server died
+//!   or hung) loses the job, and then only after [`JobPolicy::lease`].
+//! - A job is claimed at most [`JobPolicy::max_attempts`] times. Claims that
+//!   met a storage error, whose check panicked, or whose worker died count
+//!   alike; after the last one the recording is `failed` with the last
+//!   error as its reason, so a file that crashes the media reader cannot
+//!   keep the queue busy for ever.
+//!
+//! Storage errors are retried with exponential backoff; a file that is not
+//! the media it claims fails the recording at once with a reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +31,68 @@ use crate::Result;
 use crate::db::{Db, now_unix};
 use crate::store::{MediaStore, StoreError, composite_etag, unquote_etag};
 
-/// How long a claimed job is reserved before another worker may take it.
-pub const LEASE: Duration = Duration::from_secs(120);
-/// The longest wait between retries of a job that met a storage error.
-pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+/// How verification jobs are leased, renewed and given up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobPolicy {
+    /// How long a claimed job is reserved before another worker may take
+    /// it, unless its holder renews the lease. Whole seconds (the database
+    /// keeps Unix seconds); at least 1 s. Default 120 s.
+    pub lease: Duration,
+    /// How often a running job renews its lease; well under `lease`.
+    /// Default 30 s.
+    pub heartbeat: Duration,
+    /// Claims of one job before its recording fails with the last error.
+    /// Default 12: with the default backoff, about 25 minutes of storage
+    /// trouble before a recording is given up on.
+    pub max_attempts: u32,
+    /// The wait before the first retry; each further retry waits twice as
+    /// long. Default 1 s.
+    pub first_retry_delay: Duration,
+    /// The longest wait between retries. Default 5 minutes.
+    pub max_retry_delay: Duration,
+}
+
+impl Default for JobPolicy {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(120),
+            heartbeat: Duration::from_secs(30),
+            max_attempts: 12,
+            first_retry_delay: Duration::from_secs(1),
+            max_retry_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+impl JobPolicy {
+    /// The wait before the retry that follows claim number `attempts`:
+    /// `first_retry_delay` doubled per earlier claim, capped at `max_retry_delay`.
+    fn retry_delay(&self, attempts: i64) -> Duration {
+        let doublings = attempts.clamp(1, 31) as u32 - 1;
+        self.first_retry_delay.saturating_mul(1u32 << doublings).min(self.max_retry_delay)
+    }
+
+    fn lease_seconds(&self) -> i64 {
+        self.lease.as_secs_f64().ceil().max(1.0) as i64
+    }
+}
+
 /// How often idle workers look for due jobs (they are also woken on finish).
 const POLL: Duration = Duration::from_secs(1);
 
+#[derive(Debug)]
 enum Outcome {
     Ready { size: u64, duration: f64, sha256: String },
     Failed(String),
     Retry(String),
+}
+
+/// A job this worker holds: the claim's `attempts` is its fence.
+#[derive(Debug, Clone)]
+struct Claim {
+    recording_id: String,
+    attempts: i64,
+    last_error: Option<String>,
 }
 
 /// What a worker needs.
@@ -41,6 +106,18 @@ pub struct Jobs {
     pub wake: Arc<Notify>,
     /// Scratch folder for copies of remote objects.
     pub scratch: std::path::PathBuf,
+    /// Lease, heartbeat, attempts and backoff.
+    pub policy: JobPolicy,
+}
+
+/// Aborts the task when dropped, so a worker that is itself aborted (the
+/// server handle was dropped) leaves no verification running behind it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Jobs {
@@ -65,10 +142,41 @@ impl Jobs {
 
     /// Claims and runs one due job; false when none is due.
     pub async fn run_next(&self) -> Result<bool> {
+        let Some(claim) = self.claim().await? else { return Ok(false) };
+        let max_attempts = i64::from(self.policy.max_attempts.max(1));
+        if claim.attempts > max_attempts {
+            // Every earlier holder died or hung without a result.
+            let last = claim.last_error.clone().unwrap_or_else(|| {
+                "the check stopped before it finished (the server stopped or the check crashed)".into()
+            });
+            self.settle(&claim, Outcome::Failed(gave_up(claim.attempts - 1, &last))).await?;
+            return Ok(true);
+        }
+        tracing::info!(recording_id = claim.recording_id, attempts = claim.attempts, "verifying recording");
+        let Some(outcome) = self.verify_holding_lease(&claim).await? else {
+            tracing::warn!(
+                recording_id = claim.recording_id,
+                attempts = claim.attempts,
+                "lost the lease on a verification job; another worker has it"
+            );
+            return Ok(true);
+        };
+        let outcome = match outcome {
+            Outcome::Retry(reason) if claim.attempts >= max_attempts => {
+                Outcome::Failed(gave_up(claim.attempts, &reason))
+            }
+            other => other,
+        };
+        self.settle(&claim, outcome).await?;
+        Ok(true)
+    }
+
+    /// Takes the most overdue job: a queued one whose time has come, or a
+    /// running one whose lease lapsed.
+    async fn claim(&self) -> Result<Option<Claim>> {
         let now = now_unix();
-        let lease_until = now + LEASE.as_secs() as i64;
-        let claimed: Option<(String, i64)> = self
-            .db
+        let lease_until = now + self.policy.lease_seconds();
+        self.db
             .write_durably(move |tx| {
                 use rusqlite::OptionalExtension;
                 tx.query_row(
@@ -77,18 +185,63 @@ impl Jobs {
                          SELECT recording_id FROM jobs
                          WHERE (state = 'queued' AND run_after <= ?1) OR (state = 'running' AND lease_until < ?1)
                          ORDER BY run_after LIMIT 1)
-                     RETURNING recording_id, attempts",
+                     RETURNING recording_id, attempts, last_error",
                     rusqlite::params![now, lease_until],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| Ok(Claim { recording_id: row.get(0)?, attempts: row.get(1)?, last_error: row.get(2)? }),
                 )
                 .optional()
             })
+            .await
+    }
+
+    /// Extends the lease of `claim`; false when the job is no longer this
+    /// claim's (its lease lapsed and another worker took it, or it settled).
+    async fn renew(&self, claim: &Claim) -> Result<bool> {
+        let (id, attempts) = (claim.recording_id.clone(), claim.attempts);
+        let lease_until = now_unix() + self.policy.lease_seconds();
+        let changed = self
+            .db
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE jobs SET lease_until = ?3
+                     WHERE recording_id = ?1 AND attempts = ?2 AND state = 'running'",
+                    rusqlite::params![id, attempts, lease_until],
+                )
+            })
             .await?;
-        let Some((recording_id, attempts)) = claimed else { return Ok(false) };
-        tracing::info!(recording_id, attempts, "verifying recording");
-        let outcome = self.verify(&recording_id).await?;
-        self.record(&recording_id, attempts, outcome).await?;
-        Ok(true)
+        Ok(changed == 1)
+    }
+
+    /// Runs the verification as its own task, renewing the lease while it
+    /// runs. A panic anywhere in it is an outcome (retried, counted towards
+    /// the cap), not a dead worker. `None` when the lease was lost.
+    async fn verify_holding_lease(&self, claim: &Claim) -> Result<Option<Outcome>> {
+        let this = self.clone();
+        let id = claim.recording_id.clone();
+        let mut task = AbortOnDrop(tokio::spawn(async move { this.verify(&id).await }));
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.policy.heartbeat,
+            self.policy.heartbeat.max(Duration::from_millis(10)),
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                joined = &mut task.0 => {
+                    return Ok(Some(match joined {
+                        Ok(Ok(outcome)) => outcome,
+                        Ok(Err(err)) => Outcome::Retry(format!("the server could not read its records ({err})")),
+                        Err(err) if err.is_panic() => Outcome::Retry(crashed(err.into_panic())),
+                        Err(err) => Outcome::Retry(format!("the check was cancelled ({err})")),
+                    }));
+                }
+                _ = heartbeat.tick() => match self.renew(claim).await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(None),
+                    // The fence still guards the result; try again next beat.
+                    Err(err) => tracing::warn!(error = %err, "could not renew a verification lease"),
+                },
+            }
+        }
     }
 
     async fn verify(&self, recording_id: &str) -> Result<Outcome> {
@@ -143,72 +296,115 @@ impl Jobs {
             let duration = crate::media::probe_duration(&copy.path, content_type);
             (sha256, duration)
         })
-        .await
-        .map_err(|err| crate::Error::Database(format!("verification task failed: {err}")))?;
+        .await;
         Ok(match checked {
-            (Err(err), _) => Outcome::Retry(format!("could not read the stored media: {err}")),
-            (Ok(_), Err(problem)) => Outcome::Failed(problem),
-            (Ok(sha256), Ok(duration)) => Outcome::Ready { size: head.size, duration, sha256 },
+            Err(err) if err.is_panic() => Outcome::Retry(crashed(err.into_panic())),
+            Err(err) => Outcome::Retry(format!("the check was cancelled ({err})")),
+            Ok((Err(err), _)) => Outcome::Retry(format!("could not read the stored media: {err}")),
+            Ok((Ok(_), Err(problem))) => Outcome::Failed(problem),
+            Ok((Ok(sha256), Ok(duration))) => Outcome::Ready { size: head.size, duration, sha256 },
         })
     }
 
-    async fn record(&self, recording_id: &str, attempts: i64, outcome: Outcome) -> Result<()> {
-        let id = recording_id.to_owned();
+    /// Writes `outcome` if `claim` still holds the job; a stale holder's
+    /// result changes nothing.
+    async fn settle(&self, claim: &Claim, outcome: Outcome) -> Result<()> {
+        let (id, attempts) = (claim.recording_id.clone(), claim.attempts);
+        let recording_id = claim.recording_id.as_str();
         let now = now_unix();
-        match outcome {
+        const FENCE: &str = "recording_id = ?1 AND attempts = ?2 AND state = 'running'";
+        let settled = match outcome {
             Outcome::Ready { size, duration, sha256 } => {
                 tracing::info!(recording_id, size, duration, sha256, "recording ready");
                 self.db
                     .write_durably(move |tx| {
-                        tx.execute(
-                            "UPDATE recordings SET status = 'ready', size_bytes = ?2, duration_seconds = ?3,
-                             sha256 = ?4, ready_at = ?5, error = NULL WHERE id = ?1",
-                            rusqlite::params![id, size as i64, duration, sha256, now],
+                        let held = tx.execute(
+                            &format!("UPDATE jobs SET state = 'done', lease_until = NULL WHERE {FENCE}"),
+                            rusqlite::params![id, attempts],
                         )?;
-                        tx.execute(
-                            "UPDATE jobs SET state = 'done', lease_until = NULL WHERE recording_id = ?1",
-                            [&id],
-                        )
+                        if held == 1 {
+                            tx.execute(
+                                "UPDATE recordings SET status = 'ready', size_bytes = ?2, duration_seconds = ?3,
+                                 sha256 = ?4, ready_at = ?5, error = NULL WHERE id = ?1",
+                                rusqlite::params![id, size as i64, duration, sha256, now],
+                            )?;
+                        }
+                        Ok(held == 1)
                     })
-                    .await?;
+                    .await?
             }
             Outcome::Failed(reason) => {
                 tracing::warn!(recording_id, reason, "recording failed verification");
                 self.db
                     .write_durably(move |tx| {
-                        tx.execute("UPDATE recordings SET status = 'failed', error = ?2 WHERE id = ?1", rusqlite::params![id, reason])?;
-                        tx.execute(
-                            "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = ?2 WHERE recording_id = ?1",
-                            rusqlite::params![id, reason],
-                        )
+                        let held = tx.execute(
+                            &format!(
+                                "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = ?3 WHERE {FENCE}"
+                            ),
+                            rusqlite::params![id, attempts, reason],
+                        )?;
+                        if held == 1 {
+                            tx.execute(
+                                "UPDATE recordings SET status = 'failed', error = ?2 WHERE id = ?1",
+                                rusqlite::params![id, reason],
+                            )?;
+                        }
+                        Ok(held == 1)
                     })
-                    .await?;
+                    .await?
             }
             Outcome::Retry(reason) => {
-                let delay = retry_delay(attempts);
+                let delay = self.policy.retry_delay(attempts);
                 tracing::warn!(
                     recording_id,
                     reason,
-                    retry_in_s = delay.as_secs(),
+                    attempts,
+                    retry_in_ms = delay.as_millis() as u64,
                     "verification will be retried"
                 );
+                let run_after = now + delay.as_secs_f64().ceil() as i64;
                 self.db
                     .write_durably(move |tx| {
-                        tx.execute(
-                            "UPDATE jobs SET state = 'queued', lease_until = NULL, run_after = ?2, last_error = ?3
-                             WHERE recording_id = ?1",
-                            rusqlite::params![id, now + delay.as_secs() as i64, reason],
-                        )
+                        let held = tx.execute(
+                            &format!(
+                                "UPDATE jobs SET state = 'queued', lease_until = NULL, run_after = ?3, last_error = ?4
+                                 WHERE {FENCE}"
+                            ),
+                            rusqlite::params![id, attempts, run_after, reason],
+                        )?;
+                        Ok(held == 1)
                     })
-                    .await?;
+                    .await?
             }
+        };
+        if !settled {
+            tracing::warn!(recording_id, attempts, "a stale verification result was discarded");
         }
         Ok(())
     }
 }
 
-/// Queues again the jobs a previous server process left running: one
-/// server owns a data directory, so at start nothing else can be running them.
+/// The reason a recording fails with once its checks ran out.
+fn gave_up(attempts: i64, last_error: &str) -> String {
+    format!(
+        "The server tried {attempts} times to check this recording and gave up; the last problem was: {last_error}. \
+         Upload the recording again; if this keeps happening, ask whoever runs the server to check its storage."
+    )
+}
+
+/// A panic of the check, as a reason.
+fn crashed(payload: Box<dyn std::any::Any + Send>) -> String {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no details".into());
+    format!("the check of the file crashed ({detail})")
+}
+
+/// Queues again the jobs a previous server process left running: the
+/// server holds its data folder's lock, so at start nothing else can be
+/// running them. The claim that died still counts towards the cap.
 pub async fn requeue_interrupted(db: &Db) -> Result<usize> {
     db.write_durably(|tx| {
         tx.execute("UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'", [])
@@ -216,20 +412,249 @@ pub async fn requeue_interrupted(db: &Db) -> Result<usize> {
     .await
 }
 
-/// 1 s, 2 s, 4 s, … capped at [`MAX_RETRY_DELAY`].
-fn retry_delay(attempts: i64) -> Duration {
-    let exponent = attempts.clamp(1, 20) as u32 - 1;
-    Duration::from_secs(1u64 << exponent).min(MAX_RETRY_DELAY)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
+    use crate::store::interfering::{Fault, Interfering};
+    use crate::store::{CompletedPart, LocalStore};
 
     #[test]
     fn retry_delay_doubles_and_caps() {
-        assert_eq!(retry_delay(1), Duration::from_secs(1));
-        assert_eq!(retry_delay(4), Duration::from_secs(8));
-        assert_eq!(retry_delay(30), MAX_RETRY_DELAY);
+        let policy = JobPolicy::default();
+        assert_eq!(policy.retry_delay(1), Duration::from_secs(1));
+        assert_eq!(policy.retry_delay(4), Duration::from_secs(8));
+        assert_eq!(policy.retry_delay(30), policy.max_retry_delay);
+        assert_eq!(policy.retry_delay(i64::MAX), policy.max_retry_delay);
+    }
+
+    struct Setup {
+        _temp: tempfile::TempDir,
+        db: Db,
+        store: Arc<Interfering>,
+    }
+
+    impl Setup {
+        /// A finished one-part WAV upload with its verification job queued.
+        async fn new(fault: Fault) -> Self {
+            let temp = tempfile::tempdir().unwrap();
+            let db = Db::open(&temp.path().join("server.sqlite3")).unwrap();
+            let local = LocalStore::open(&temp.path().join("media")).unwrap();
+            let key = "recordings/1/r1.wav".to_owned();
+            let upload = local.create_upload(&key, "audio/wav", 5 << 20).await.unwrap();
+            put_part(&local, &key, &upload, wav_bytes(8000)).await;
+            let etag = local.list_parts(&key, &upload).await.unwrap()[0].etag.clone();
+            let object = local
+                .complete_upload(&key, &upload, &[CompletedPart { part_number: 1, etag: etag.clone() }])
+                .await
+                .unwrap();
+            let finished = serde_json::to_string(&[(1, etag)]).unwrap();
+            db.write_durably(move |tx| {
+                tx.execute("INSERT INTO users (id, name, token_sha256) VALUES (1, 'ada', x'00')", [])?;
+                tx.execute(
+                    "INSERT INTO recordings (id, user_id, name, recorder_type, content_type, is_video,
+                     used_in_file_uploader, status, created_at)
+                     VALUES ('r1', 1, 'r1', 'desktop-audio', 'audio/wav', 0, 0, 'processing', 0)",
+                    [],
+                )?;
+                tx.execute(
+                    "INSERT INTO upload_sessions (upload_id, recording_id, object_key, store_upload_id, part_size,
+                     state, expires_at, finished_parts, object_size, object_etag)
+                     VALUES ('u1', 'r1', ?1, ?2, 5242880, 'completed', 0, ?3, ?4, ?5)",
+                    rusqlite::params![key, upload, finished, object.size as i64, object.etag],
+                )?;
+                tx.execute("INSERT INTO jobs (recording_id, state, run_after) VALUES ('r1', 'queued', 0)", [])
+            })
+            .await
+            .unwrap();
+            let store = Arc::new(Interfering::new(local));
+            store.on_fetch(fault);
+            Self { _temp: temp, db, store }
+        }
+
+        fn jobs(&self, policy: JobPolicy) -> Jobs {
+            Jobs {
+                db: self.db.clone(),
+                store: self.store.clone(),
+                wake: Arc::default(),
+                scratch: self._temp.path().join("scratch"),
+                policy,
+            }
+        }
+
+        fn set_fault(&self, fault: Fault) {
+            self.store.on_fetch(fault);
+        }
+
+        /// (recording status, error, job state, attempts)
+        async fn state(&self) -> (String, Option<String>, String, i64) {
+            self.db
+                .call(|conn| {
+                    conn.query_row(
+                        "SELECT r.status, r.error, j.state, j.attempts FROM recordings r JOIN jobs j ON j.recording_id = r.id",
+                        [],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                    )
+                })
+                .await
+                .unwrap()
+        }
+
+        /// Makes the running job's lease lapse, as time passing would.
+        async fn expire_lease(&self) {
+            self.db
+                .call(|conn| conn.execute("UPDATE jobs SET lease_until = 0 WHERE state = 'running'", []))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// PUTs part 1 through the store's own presigned URL and route.
+    async fn put_part(local: &LocalStore, key: &str, upload: &str, data: Vec<u8>) {
+        use tower::ServiceExt;
+        local.set_base_url("http://127.0.0.1:9");
+        let signed = local.presign_part(key, upload, 1, None, Duration::from_secs(60)).await.unwrap();
+        let mut request = axum::http::Request::builder()
+            .method("PUT")
+            .uri(signed.url.strip_prefix("http://127.0.0.1:9").unwrap());
+        for (name, value) in &signed.headers {
+            request = request.header(name, value);
+        }
+        let response =
+            local.router().oneshot(request.body(axum::body::Body::from(data)).unwrap()).await.unwrap();
+        assert!(response.status().is_success(), "PUT part: {}", response.status());
+    }
+
+    fn wav_bytes(frames: u32) -> Vec<u8> {
+        let mut cursor = std::io::Cursor::new(Vec::new());
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::new(&mut cursor, spec).unwrap();
+        for i in 0..frames {
+            writer.write_sample((i % 200) as i16).unwrap();
+        }
+        writer.finalize().unwrap();
+        cursor.into_inner()
+    }
+
+    fn fast_retries() -> JobPolicy {
+        JobPolicy {
+            max_attempts: 3,
+            first_retry_delay: Duration::ZERO,
+            max_retry_delay: Duration::ZERO,
+            ..JobPolicy::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_holder_cannot_settle_and_an_expired_lease_is_reclaimed() {
+        let setup = Setup::new(Fault::None).await;
+        let jobs = setup.jobs(JobPolicy::default());
+        let stale = jobs.claim().await.unwrap().expect("a queued job is claimed");
+        assert_eq!(stale.attempts, 1);
+        assert!(jobs.claim().await.unwrap().is_none(), "a leased job is not claimed twice");
+
+        setup.expire_lease().await;
+        let current = jobs.claim().await.unwrap().expect("a job whose lease lapsed is claimed again");
+        assert_eq!(current.attempts, 2);
+
+        // The first holder wakes up with a verdict: it must change nothing.
+        jobs.settle(&stale, Outcome::Failed("stale verdict".into())).await.unwrap();
+        assert!(!jobs.renew(&stale).await.unwrap(), "a stale holder cannot renew either");
+        assert_eq!(setup.state().await, ("processing".into(), None, "running".into(), 2));
+
+        let outcome = jobs.verify_holding_lease(&current).await.unwrap().unwrap();
+        jobs.settle(&current, outcome).await.unwrap();
+        assert_eq!(setup.state().await, ("ready".into(), None, "done".into(), 2));
+        jobs.settle(&stale, Outcome::Failed("stale verdict".into())).await.unwrap();
+        assert_eq!(setup.state().await.0, "ready", "nor after the job is done");
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_keeps_a_long_verification_from_being_claimed_twice() {
+        let setup = Setup::new(Fault::Hold).await;
+        let policy = JobPolicy {
+            lease: Duration::from_secs(1),
+            heartbeat: Duration::from_millis(100),
+            ..fast_retries()
+        };
+        let (first, second) = (setup.jobs(policy.clone()), setup.jobs(policy));
+        let fetching = setup.store.reached.notified();
+        let running = tokio::spawn(async move { first.run_next().await });
+        fetching.await;
+        // Three lease lengths: without renewal the job would be claimable
+        // after at most two (the lease is kept in whole seconds).
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::time::Instant::now() < until {
+            // Only claim: running a stolen job would wait on the slow store too.
+            assert!(second.claim().await.unwrap().is_none(), "a job whose holder is alive was claimed again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        setup.store.release.notify_one();
+        assert!(running.await.unwrap().unwrap());
+        assert_eq!(setup.state().await, ("ready".into(), None, "done".into(), 1));
+        assert_eq!(setup.store.fetches.load(Ordering::SeqCst), 1, "verified once");
+    }
+
+    #[tokio::test]
+    async fn a_job_that_keeps_meeting_storage_errors_fails_after_the_cap_with_the_reason() {
+        let setup = Setup::new(Fault::Unavailable).await;
+        let jobs = setup.jobs(fast_retries());
+        for attempt in 1..=2 {
+            assert!(jobs.run_next().await.unwrap());
+            assert_eq!(setup.state().await, ("processing".into(), None, "queued".into(), attempt));
+        }
+        assert!(jobs.run_next().await.unwrap());
+        let (status, error, job, attempts) = setup.state().await;
+        assert_eq!((status.as_str(), job.as_str(), attempts), ("failed", "done", 3));
+        let error = error.unwrap();
+        assert!(error.contains("3 times") && error.contains("the disk is offline"), "{error}");
+        assert!(error.contains("Upload the recording again"), "{error}");
+        assert!(!jobs.run_next().await.unwrap(), "a failed job is not claimed again");
+        assert_eq!(setup.store.fetches.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_check_is_an_attempt_and_ends_failed_at_the_cap() {
+        let setup = Setup::new(Fault::Panic).await;
+        let jobs = setup.jobs(fast_retries());
+        for _ in 0..3 {
+            assert!(jobs.run_next().await.unwrap(), "a panic does not take the worker down");
+        }
+        let (status, error, job, attempts) = setup.state().await;
+        assert_eq!((status.as_str(), job.as_str(), attempts), ("failed", "done", 3));
+        assert!(error.as_deref().unwrap().contains("cannot read"), "{error:?}");
+        assert!(!jobs.run_next().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn claims_whose_worker_died_count_towards_the_cap() {
+        let setup = Setup::new(Fault::None).await;
+        let jobs = setup.jobs(fast_retries());
+        // Three workers claim the job and die without a word.
+        for _ in 0..3 {
+            jobs.claim().await.unwrap().unwrap();
+            setup.expire_lease().await;
+        }
+        assert!(jobs.run_next().await.unwrap());
+        let (status, error, job, attempts) = setup.state().await;
+        assert_eq!((status.as_str(), job.as_str(), attempts), ("failed", "done", 4));
+        assert!(error.unwrap().contains("stopped before it finished"));
+        assert_eq!(setup.store.fetches.load(Ordering::SeqCst), 0, "no fourth check was started");
+    }
+
+    #[tokio::test]
+    async fn a_storage_error_then_recovery_reaches_ready() {
+        let setup = Setup::new(Fault::Unavailable).await;
+        let jobs = setup.jobs(fast_retries());
+        assert!(jobs.run_next().await.unwrap());
+        setup.set_fault(Fault::None);
+        assert!(jobs.run_next().await.unwrap());
+        assert_eq!(setup.state().await, ("ready".into(), None, "done".into(), 2));
     }
 }

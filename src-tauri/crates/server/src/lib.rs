@@ -7,6 +7,11 @@
 //! default, or any S3-compatible store — and metadata plus a durable
 //! verification queue in the server's own SQLite file.
 //!
+//! One server owns a data folder at a time (an OS file lock held while it
+//! runs): a second start on the same folder fails with
+//! [`Error::FolderInUse`], and [`running_server`] gives the URL of the one
+//! that runs, so a second process can upload through it.
+//!
 //! ```no_run
 //! # async fn demo() -> opptak_server::Result<()> {
 //! let server = opptak_server::Server::builder()
@@ -36,7 +41,8 @@ mod sweeper;
 
 pub use app::{AppState, SessionLocks, app};
 pub use auth::UserToken;
-pub use server::{Limits, Server, ServerBuilder, ServerHandle, StoreConfig};
+pub use jobs::JobPolicy;
+pub use server::{Limits, Server, ServerBuilder, ServerHandle, StoreConfig, running_server};
 
 /// Everything that can stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +68,39 @@ pub enum Error {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// Another server already runs on this data folder.
+    #[error("{}", folder_in_use(path, url.as_deref(), *pid))]
+    FolderInUse {
+        /// The data folder.
+        path: std::path::PathBuf,
+        /// Where the running server answers, when it has said so.
+        url: Option<String>,
+        /// The running server's process id, when it has said so.
+        pid: Option<u32>,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),
     /// The media store cannot be used.
     #[error("{0}")]
     Store(#[from] store::StoreError),
+}
+
+fn folder_in_use(path: &std::path::Path, url: Option<&str>, pid: Option<u32>) -> String {
+    let who = pid.map_or_else(
+        || "Another Opptak server".to_owned(),
+        |pid| format!("Another Opptak server (process {pid})"),
+    );
+    match url {
+        Some(url) => format!(
+            "{who} is already using the folder {} and answers at {url}. Use that server, or stop it before starting another on this folder.",
+            path.display()
+        ),
+        None => format!(
+            "{who} is starting on the folder {}. Wait a moment and use that server, or stop it before starting another on this folder.",
+            path.display()
+        ),
+    }
 }
 
 /// The result type of this crate.

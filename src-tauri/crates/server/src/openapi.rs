@@ -5,6 +5,7 @@
 //! form codecs are hand-made too, so a derive would describe only the JSON.
 //! The router test `openapi_lists_every_route` keeps the two in step.
 
+use opptak_api::ErrorCode;
 use serde_json::{Value, json};
 
 const API: &str = "/restapi/personal/mediarecorder";
@@ -241,11 +242,37 @@ fn schemas() -> Value {
         "RecordingList": { "type": "array", "items": { "$ref": "#/components/schemas/Recording" } },
         "Error": {
             "type": "object",
-            "required": ["message"],
+            "required": ["code", "message"],
             "properties": {
+                "code": {
+                    "type": "string",
+                    "description": "What went wrong, for a program: branch on this and the status, never on the message.",
+                    "enum": ErrorCode::SENT.map(ErrorCode::as_str),
+                },
                 "message": { "type": "string" },
                 "modelState": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } } },
             },
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_schema_requires_a_code_and_lists_every_code_sent() {
+        let error = &document()["components"]["schemas"]["Error"];
+        assert_eq!(error["required"], json!(["code", "message"]));
+        let listed: Vec<&str> = error["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for code in ErrorCode::SENT {
+            assert!(listed.contains(&code.as_str()), "{code} is missing from {listed:?}");
+        }
+        assert_eq!(listed.len(), ErrorCode::SENT.len());
+    }
 }

@@ -1,7 +1,20 @@
 //! Starting and stopping the server: [`Server::builder`] → [`ServerHandle`].
+//!
+//! One server owns a data folder: it holds an exclusive OS file lock on
+//! `server.lock` there from before it opens the database until it stops, so
+//! the desktop app and an `opptak` command can never both run the job queue
+//! and the expiry sweep on one folder (each would re-queue the other's
+//! running jobs at start). The operating system drops the lock when the
+//! process dies, however it dies. While it serves, the server names its URL
+//! and process id in `server.json` (written atomically, removed when it
+//! stops), so a second process can use the running server
+//! ([`running_server`]) instead of failing with [`Error::FolderInUse`].
+//! The lock file is never deleted: a process about to lock it would
+//! otherwise lock a file nobody else sees.
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -9,7 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::app::{AppState, app};
 use crate::auth::UserToken;
-use crate::jobs::Jobs;
+use crate::jobs::{JobPolicy, Jobs};
 use crate::store::S3Config;
 use crate::{Error, Result};
 
@@ -37,6 +50,8 @@ pub struct Limits {
     pub media_url_ttl: Duration,
     /// Verification jobs run at once. Default 2.
     pub job_workers: usize,
+    /// Leases, heartbeats and retries of verification jobs.
+    pub verification: JobPolicy,
 }
 
 impl Default for Limits {
@@ -47,6 +62,7 @@ impl Default for Limits {
             presign_ttl: Duration::from_secs(3600),
             media_url_ttl: Duration::from_secs(3600),
             job_workers: 2,
+            verification: JobPolicy::default(),
         }
     }
 }
@@ -121,7 +137,11 @@ impl ServerBuilder {
 
     /// Binds the address, opens the database and the store, and starts
     /// serving, verifying and sweeping in the background.
+    ///
+    /// Fails with [`Error::FolderInUse`] while another server (in this or
+    /// another process) runs on the same data folder.
     pub async fn start(self) -> Result<ServerHandle> {
+        let mut folder = FolderLock::take(&self.data_dir).await?;
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .map_err(|source| Error::Bind { addr: self.listen, source })?;
@@ -135,11 +155,12 @@ impl ServerBuilder {
         let scratch = self.data_dir.join("scratch");
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let jobs = Jobs { db: db.clone(), store: store.clone(), wake, scratch };
+        let jobs = Jobs { db, store, wake, scratch, policy: self.limits.verification.clone() };
         for _ in 0..self.limits.job_workers.max(1) {
             tasks.spawn(jobs.clone().run_worker(stopped.clone()));
         }
-        tasks.spawn(crate::sweeper::run(db, store, stopped.clone()));
+        tasks.spawn(crate::sweeper::run(state.clone(), stopped.clone()));
+        folder.announce(&url).map_err(|source| Error::DataDir { path: self.data_dir.clone(), source })?;
         let mut serve_stop = stopped;
         let router = app(state);
         tasks.spawn(async move {
@@ -151,18 +172,21 @@ impl ServerBuilder {
             }
         });
         tracing::info!(%url, "server listening");
-        Ok(ServerHandle { url, addr, stop, tasks })
+        Ok(ServerHandle { url, addr, stop, tasks, _folder: folder })
     }
 }
 
 /// A running server. Dropping it without [`shutdown`](Self::shutdown)
-/// aborts its tasks at once (in-flight requests are cut).
+/// aborts its tasks at once (in-flight requests are cut); either way the
+/// data folder is released (`server.json` removed, then the lock).
 #[derive(Debug)]
 pub struct ServerHandle {
     url: String,
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    // Last: released only after the tasks above are gone.
+    _folder: FolderLock,
 }
 
 impl ServerHandle {
@@ -181,5 +205,180 @@ impl ServerHandle {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The lock file in a server's data folder.
+const LOCK_FILE: &str = "server.lock";
+/// Where a running server names its URL and process.
+const RUNNING_FILE: &str = "server.json";
+
+/// What `server.json` holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RunningFile {
+    url: String,
+    pid: u32,
+}
+
+/// The server that holds the lock on `data_dir`.
+fn holder(data_dir: &Path) -> Option<RunningFile> {
+    let text = std::fs::read(data_dir.join(RUNNING_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The URL of the server running on `data_dir` (in this process or
+/// another), or `None` when none runs there. A caller that meets
+/// [`Error::FolderInUse`] can use this server instead of starting its own.
+///
+/// `None` also while another server is still starting (it holds the folder
+/// but has not yet bound its address); [`Error::FolderInUse`] then has no URL.
+pub fn running_server(data_dir: &Path) -> Option<String> {
+    let file = File::open(data_dir.join(LOCK_FILE)).ok()?;
+    match file.try_lock_shared() {
+        // Nobody holds the folder: any `server.json` is from a server that died.
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => holder(data_dir).map(|running| running.url),
+        Err(TryLockError::Error(err)) => {
+            tracing::warn!(error = %err, "cannot tell whether a server runs on this folder");
+            None
+        }
+    }
+}
+
+/// A server's hold on its data folder, for as long as it lives.
+#[derive(Debug)]
+struct FolderLock {
+    running_file: PathBuf,
+    announced: bool,
+    // Dropped after `Drop::drop` removed `server.json`: the lock goes last.
+    _file: File,
+}
+
+impl FolderLock {
+    /// Creates `data_dir` if needed and locks it, without waiting.
+    async fn take(data_dir: &Path) -> Result<Self> {
+        let data_dir_error = |source| Error::DataDir { path: data_dir.to_path_buf(), source };
+        std::fs::create_dir_all(data_dir).map_err(data_dir_error)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(data_dir.join(LOCK_FILE))
+            .map_err(data_dir_error)?;
+        // A `running_server` probe holds a shared lock for an instant; a
+        // few short tries keep it from turning a start into a refusal.
+        let mut tries = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if tries < LOCK_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(LOCK_RETRY_WAIT).await;
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let running = holder(data_dir);
+                    return Err(Error::FolderInUse {
+                        path: data_dir.to_path_buf(),
+                        url: running.as_ref().map(|running| running.url.clone()),
+                        pid: running.map(|running| running.pid),
+                    });
+                }
+                Err(TryLockError::Error(source)) => return Err(data_dir_error(source)),
+            }
+        }
+        let running_file = data_dir.join(RUNNING_FILE);
+        // Left by a server that was killed: it names an address nobody serves.
+        match std::fs::remove_file(&running_file) {
+            Ok(()) => tracing::info!("removed server.json left by a server that did not stop cleanly"),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(data_dir_error(source)),
+        }
+        Ok(Self { running_file, announced: false, _file: file })
+    }
+
+    /// Writes `server.json` atomically: a reader sees the old file, none, or
+    /// the whole new one.
+    fn announce(&mut self, url: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let body = serde_json::to_vec_pretty(&RunningFile { url: url.to_owned(), pid: std::process::id() })
+            .map_err(std::io::Error::other)?;
+        let partial = self.running_file.with_extension("json.partial");
+        let mut file = File::create(&partial)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, &self.running_file)?;
+        self.announced = true;
+        Ok(())
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        if self.announced
+            && let Err(err) = std::fs::remove_file(&self.running_file)
+        {
+            tracing::warn!(error = %err, "could not remove server.json");
+        }
+    }
+}
+
+/// How often [`FolderLock::take`] tries again when the lock is held.
+const LOCK_TRIES: u32 = 5;
+/// The wait between those tries.
+const LOCK_RETRY_WAIT: Duration = Duration::from_millis(20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(dir: &Path) -> ServerBuilder {
+        Server::builder().data_dir(dir).user("ada:ada-token-0001".parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_second_server_on_a_folder_is_refused_and_told_where_the_first_runs() {
+        let temp = tempfile::tempdir().unwrap();
+        assert_eq!(running_server(temp.path()), None, "an unused folder has no server");
+        let first = builder(temp.path()).start().await.unwrap();
+        assert_eq!(running_server(temp.path()).as_deref(), Some(first.url()));
+        let running: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(temp.path().join(RUNNING_FILE)).unwrap()).unwrap();
+        assert_eq!(running["pid"], std::process::id());
+
+        let err = builder(temp.path()).start().await.unwrap_err();
+        match &err {
+            Error::FolderInUse { url, pid, .. } => {
+                assert_eq!((url.as_deref(), *pid), (Some(first.url()), Some(std::process::id())));
+            }
+            other => panic!("expected FolderInUse, got {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains(first.url()) && message.contains("Use that server"), "{message}");
+
+        first.shutdown().await;
+        assert!(!temp.path().join(RUNNING_FILE).exists(), "a clean stop removes server.json");
+        assert_eq!(running_server(temp.path()), None);
+        let second = builder(temp.path()).start().await.unwrap();
+        assert_eq!(running_server(temp.path()).as_deref(), Some(second.url()));
+        drop(second);
+        assert_eq!(running_server(temp.path()), None, "dropping the handle releases the folder too");
+    }
+
+    #[tokio::test]
+    async fn a_server_json_left_by_a_dead_server_names_no_server() {
+        let temp = tempfile::tempdir().unwrap();
+        std::fs::write(temp.path().join(LOCK_FILE), b"").unwrap();
+        std::fs::write(temp.path().join(RUNNING_FILE), br#"{"url":"http://127.0.0.1:1","pid":1}"#).unwrap();
+        assert_eq!(running_server(temp.path()), None);
+        let server = builder(temp.path()).start().await.unwrap();
+        assert_eq!(running_server(temp.path()).as_deref(), Some(server.url()));
+        server.shutdown().await;
+    }
+
+    #[test]
+    fn folder_in_use_says_who_and_what_to_do() {
+        let starting = Error::FolderInUse { path: "/data".into(), url: None, pid: Some(42) }.to_string();
+        assert!(starting.contains("process 42") && starting.contains("Wait a moment"), "{starting}");
     }
 }

@@ -1,8 +1,11 @@
 //! A table of bad requests to every endpoint of the upload API and to the
 //! local store's presigned routes, driven through the router (`oneshot`).
 //!
-//! Each case names the exact status it must get and, for a 400 from the API,
-//! the exact `modelState` keys; for a storage route, the S3 error `<Code>`.
+//! Each case names the exact status it must get; for an answer of the API,
+//! its `code` (every 404 and 409 names its own; the other statuses have one
+//! code each) and, for a 400, the exact `modelState` keys; for a storage
+//! route, the S3 error `<Code>`. Every API error body is `code`, `message`
+//! and, for a 400 only, `modelState`: nothing else.
 //! After the whole table no case may have answered 5xx, and nothing may have
 //! changed: the database's rows, what `listparts` answers for every fixture
 //! session, the bytes behind every stored part and the store's files are
@@ -17,9 +20,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use md5::Digest;
 use opptak_api::{
-    ARRAYS_NAMESPACE, CONTRACT_NAMESPACE, ErrorBody, FinishPart, INVALID_REQUEST_MESSAGE, MAX_BODY_BYTES,
-    MAX_MODEL_STATE_KEYS, MAX_UPLOAD_BYTES, PartsResponse, PresignedPart, Response as _, ResponseFormat,
-    StartResponse, XSI_NAMESPACE,
+    ARRAYS_NAMESPACE, CONTRACT_NAMESPACE, ErrorBody, ErrorCode, FinishPart, INVALID_REQUEST_MESSAGE,
+    MAX_BODY_BYTES, MAX_MODEL_STATE_KEYS, MAX_UPLOAD_BYTES, PartsResponse, PresignedPart, Response as _,
+    ResponseFormat, StartResponse, XSI_NAMESPACE,
 };
 use serde_json::{Value, json};
 
@@ -40,6 +43,9 @@ struct Case {
     keys: Vec<String>,
     /// For a storage route: the S3 error code of the XML body.
     code: Option<&'static str>,
+    /// For an API answer: its `code`, when the status alone does not say
+    /// (404 and 409); see [`code_of_status`].
+    api_code: Option<ErrorCode>,
     /// The body must be byte-for-byte that of the named case (another
     /// user's recording must look exactly like an unknown one).
     like: Option<String>,
@@ -62,6 +68,7 @@ impl Case {
             status: 0,
             keys: Vec::new(),
             code: None,
+            api_code: None,
             like: None,
         }
     }
@@ -123,6 +130,27 @@ impl Case {
         self
     }
 
+    /// 404 `not_found`: no such recording, or not the caller's.
+    fn not_found(mut self) -> Self {
+        self.status = 404;
+        self.api_code = Some(ErrorCode::NotFound);
+        self
+    }
+
+    /// 404 `no_such_endpoint`: nothing is routed at this address.
+    fn no_endpoint(mut self) -> Self {
+        self.status = 404;
+        self.api_code = Some(ErrorCode::NoSuchEndpoint);
+        self
+    }
+
+    /// 409 with `code`, saying which conflict.
+    fn conflict(mut self, code: ErrorCode) -> Self {
+        self.status = 409;
+        self.api_code = Some(code);
+        self
+    }
+
     /// A storage answer: status and S3 error code.
     fn storage(mut self, status: u16, code: &'static str) -> Self {
         self.status = status;
@@ -181,6 +209,11 @@ struct Fx {
     ada_aborted: Session,
     /// Finished with one part: `processing`, its job queued.
     ada_done: Session,
+    /// Expired after one part, as the sweeper leaves it: the session and
+    /// recording `expired`, the upload gone from storage.
+    ada_expired: Session,
+    /// Open, but storage no longer holds its upload (lost in a crash).
+    ada_lost: Session,
     /// Bob's open session, one part.
     bob: Session,
     /// Bob's finished recording.
@@ -267,6 +300,22 @@ async fn fixture_with_sessions() -> Fx {
     let aborted_put = presign(&base, &ada_aborted, 2, None).await;
     let answer = post_as(&base.app, ADA, "abort", &session_json(&ada_aborted)).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
+    let ada_expired = session(&base, ADA, std::slice::from_ref(&small)).await;
+    let (upload_id, recording_id) = (ada_expired.uid().to_owned(), ada_expired.rid().to_owned());
+    base.state
+        .db
+        .write_durably(move |tx| {
+            tx.execute("UPDATE upload_sessions SET state = 'expired' WHERE upload_id = ?1", [&upload_id])?;
+            tx.execute(
+                "UPDATE recordings SET status = 'expired', error = 'The upload was not finished before it expired; start it again.' WHERE id = ?1",
+                [&recording_id],
+            )
+        })
+        .await
+        .unwrap();
+    store.abort_upload(ada_expired.key(), &ada_expired.store_upload_id).await.unwrap();
+    let ada_lost = session(&base, ADA, std::slice::from_ref(&small)).await;
+    store.abort_upload(ada_lost.key(), &ada_lost.store_upload_id).await.unwrap();
     let bob = session(&base, BOB, std::slice::from_ref(&small)).await;
     let bob_done = session(&base, BOB, std::slice::from_ref(&small)).await;
     finish_with(&base, &bob_done).await;
@@ -287,7 +336,20 @@ async fn fixture_with_sessions() -> Fx {
         signed_at,
     };
     let part1 = chunks[0].clone();
-    Fx { base, ada, ada_short, ada_empty, ada_aborted, ada_done, bob, bob_done, part1, urls }
+    Fx {
+        base,
+        ada,
+        ada_short,
+        ada_empty,
+        ada_aborted,
+        ada_done,
+        ada_expired,
+        ada_lost,
+        bob,
+        bob_done,
+        part1,
+        urls,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -679,14 +741,15 @@ fn parts_cases(fx: &Fx) -> Vec<Case> {
         s("empty uploadId").json(&with(body(json!([3])), "uploadId", json!(""))).invalid(&["request.uploadId"]),
         s("missing recordingId").json(&without(body(json!([3])), "recordingId")).invalid(&["request.recordingId"]),
         s("wrong uploadId and part number 0").json(&with(body(json!([0])), "uploadId", json!("nope"))).invalid(&["request.uploadId", "request.partNumbers[0]"]),
-        s("unknown recordingId").json(&with(body(json!([3])), "recordingId", json!("0123456789abcdef0123456789abcdef"))).status(404),
-        s("bob's recording").json(&json!({"recordingId": fx.bob.rid(), "uploadId": fx.bob.uid(), "partNumbers": [3]})).status(404).like("parts: unknown recordingId"),
-        s("bob's recording with ada's uploadId").json(&with(body(json!([3])), "recordingId", json!(fx.bob.rid()))).status(404).like("parts: unknown recordingId"),
+        s("unknown recordingId").json(&with(body(json!([3])), "recordingId", json!("0123456789abcdef0123456789abcdef"))).not_found(),
+        s("bob's recording").json(&json!({"recordingId": fx.bob.rid(), "uploadId": fx.bob.uid(), "partNumbers": [3]})).not_found().like("parts: unknown recordingId"),
+        s("bob's recording with ada's uploadId").json(&with(body(json!([3])), "recordingId", json!(fx.bob.rid()))).not_found().like("parts: unknown recordingId"),
         // Unknown and not yours look the same, also with a problem in the body.
         s("unknown recordingId and part number 0").json(&with(body(json!([0])), "recordingId", json!("nope"))).invalid(&["request.partNumbers[0]"]),
         s("bob's recording and part number 0").json(&json!({"recordingId": fx.bob.rid(), "uploadId": fx.bob.uid(), "partNumbers": [0]})).invalid(&["request.partNumbers[0]"]),
-        s("aborted session").json(&json!({"recordingId": fx.ada_aborted.rid(), "uploadId": fx.ada_aborted.uid(), "partNumbers": [2]})).status(409),
-        s("finished session").json(&json!({"recordingId": fx.ada_done.rid(), "uploadId": fx.ada_done.uid(), "partNumbers": [2]})).status(409),
+        s("aborted session").json(&json!({"recordingId": fx.ada_aborted.rid(), "uploadId": fx.ada_aborted.uid(), "partNumbers": [2]})).conflict(ErrorCode::UploadAborted),
+        s("finished session").json(&json!({"recordingId": fx.ada_done.rid(), "uploadId": fx.ada_done.uid(), "partNumbers": [2]})).conflict(ErrorCode::UploadFinished),
+        s("expired session").json(&json!({"recordingId": fx.ada_expired.rid(), "uploadId": fx.ada_expired.uid(), "partNumbers": [2]})).conflict(ErrorCode::UploadExpired),
         s("XML long items").xml(session_xml("NativeUploadPartsRequest", ada, "<partNumbers><long>3</long></partNumbers>")).invalid(&["request.partNumbers[0]"]),
         s("XML item not a number")
             .xml(session_xml("NativeUploadPartsRequest", ada, &format!("<partNumbers><int xmlns=\"{}\">x</int></partNumbers>", ARRAYS_NAMESPACE)))
@@ -725,13 +788,19 @@ fn listparts_cases(fx: &Fx) -> Vec<Case> {
         s("wrong uploadId")
             .json(&with(session_json(ada), "uploadId", json!(fx.ada_done.uid())))
             .invalid(&["request.uploadId"]),
-        s("unknown recordingId").json(&with(session_json(ada), "recordingId", json!("nope"))).status(404),
-        s("bob's recording").json(&session_json(&fx.bob)).status(404).like("listparts: unknown recordingId"),
+        s("unknown recordingId").json(&with(session_json(ada), "recordingId", json!("nope"))).not_found(),
+        s("bob's recording").json(&session_json(&fx.bob)).not_found().like("listparts: unknown recordingId"),
         s("bob's finished recording")
             .json(&session_json(&fx.bob_done))
-            .status(404)
+            .not_found()
             .like("listparts: unknown recordingId"),
-        s("aborted session").json(&session_json(&fx.ada_aborted)).status(409),
+        s("aborted session").json(&session_json(&fx.ada_aborted)).conflict(ErrorCode::UploadAborted),
+        s("expired session").json(&session_json(&fx.ada_expired)).conflict(ErrorCode::UploadExpired),
+        s("storage lost the upload").json(&session_json(&fx.ada_lost)).conflict(ErrorCode::UploadLost),
+        s("storage lost the upload, answered in XML")
+            .header("accept", "application/xml")
+            .json(&session_json(&fx.ada_lost))
+            .conflict(ErrorCode::UploadLost),
         s("XML of the abort request")
             .xml(session_xml("NativeUploadAbortRequest", ada, ""))
             .invalid(&["request"]),
@@ -770,13 +839,13 @@ fn abort_cases(fx: &Fx) -> Vec<Case> {
         s("boolean recordingId")
             .json(&with(session_json(ada), "recordingId", json!(false)))
             .invalid(&["request.recordingId"]),
-        s("unknown recordingId").json(&with(session_json(ada), "recordingId", json!("nope"))).status(404),
-        s("bob's recording").json(&session_json(&fx.bob)).status(404).like("abort: unknown recordingId"),
+        s("unknown recordingId").json(&with(session_json(ada), "recordingId", json!("nope"))).not_found(),
+        s("bob's recording").json(&session_json(&fx.bob)).not_found().like("abort: unknown recordingId"),
         s("bob's finished recording")
             .json(&session_json(&fx.bob_done))
-            .status(404)
+            .not_found()
             .like("abort: unknown recordingId"),
-        s("finished session").json(&session_json(&fx.ada_done)).status(409),
+        s("finished session").json(&session_json(&fx.ada_done)).conflict(ErrorCode::UploadFinished),
         s("XML nil uploadId")
             .xml(xml_doc(
                 "NativeUploadAbortRequest",
@@ -861,9 +930,9 @@ fn finish_cases(fx: &Fx) -> Vec<Case> {
         s("isVideoRecording as text").json(&with(ok(), "isVideoRecording", json!("false"))).invalid(&["request.isVideoRecording"]),
         s("null usedInFileUploader").json(&with(ok(), "usedInFileUploader", json!(null))).invalid(&["request.usedInFileUploader"]),
         s("missing recordingId").json(&without(ok(), "recordingId")).invalid(&["request.recordingId"]),
-        s("unknown recordingId").json(&with(ok(), "recordingId", json!("nope"))).status(404),
-        s("bob's recording").json(&finish_json(&fx.bob, good_parts(&fx.bob))).status(404).like("finish: unknown recordingId"),
-        s("bob's finished recording").json(&finish_json(&fx.bob_done, good_parts(&fx.bob_done))).status(404).like("finish: unknown recordingId"),
+        s("unknown recordingId").json(&with(ok(), "recordingId", json!("nope"))).not_found(),
+        s("bob's recording").json(&finish_json(&fx.bob, good_parts(&fx.bob))).not_found().like("finish: unknown recordingId"),
+        s("bob's finished recording").json(&finish_json(&fx.bob_done, good_parts(&fx.bob_done))).not_found().like("finish: unknown recordingId"),
         s("unknown recordingId and a gap").json(&with(body(vec![part(2, &e2)]), "recordingId", json!("nope"))).invalid(&["request.parts"]),
         s("bob's recording and a gap").json(&finish_json(&fx.bob, vec![part(2, "x")])).invalid(&["request.parts"]),
         // Storage checks.
@@ -879,11 +948,12 @@ fn finish_cases(fx: &Fx) -> Vec<Case> {
             .json(&finish_json(&fx.ada_short, good_parts(&fx.ada_short).into_iter().rev().collect()))
             .invalid(&["request.parts[1].partNumber"]),
         // State conflicts come after the request is valid.
-        s("after abort").json(&finish_json(&fx.ada_aborted, good_parts(&fx.ada_aborted))).status(409),
-        s("after abort, wrong ETag").json(&finish_json(&fx.ada_aborted, vec![part(1, &zeros)])).status(409),
+        s("after abort").json(&finish_json(&fx.ada_aborted, good_parts(&fx.ada_aborted))).conflict(ErrorCode::UploadAborted),
+        s("after abort, wrong ETag").json(&finish_json(&fx.ada_aborted, vec![part(1, &zeros)])).conflict(ErrorCode::UploadAborted),
+        s("after expiry").json(&finish_json(&fx.ada_expired, good_parts(&fx.ada_expired))).conflict(ErrorCode::UploadExpired),
         s("after abort, wrong uploadId").json(&with(finish_json(&fx.ada_aborted, good_parts(&fx.ada_aborted)), "uploadId", json!("u"))).invalid(&["request.uploadId"]),
-        s("again with a different ETag").json(&finish_json(done, vec![part(1, &zeros)])).status(409),
-        s("again with another part").json(&finish_json(done, vec![part(1, done.etag(1)), part(2, &zeros)])).status(409),
+        s("again with a different ETag").json(&finish_json(done, vec![part(1, &zeros)])).conflict(ErrorCode::FinishConflict),
+        s("again with another part").json(&finish_json(done, vec![part(1, done.etag(1)), part(2, &zeros)])).conflict(ErrorCode::FinishConflict),
         s("again with a wrong objectKey").json(&with(finish_json(done, good_parts(done)), "objectKey", json!("k"))).invalid(&["request.objectKey"]),
         s("again with a gap").json(&finish_json(done, vec![part(2, done.etag(1))])).invalid(&["request.parts"]),
         // XML
@@ -956,19 +1026,19 @@ fn recordings_cases(fx: &Fx) -> Vec<Case> {
         list("basic auth").header("authorization", "Basic YWRhOmFkYQ==").status(401),
         list("token without a scheme").header("authorization", ADA).status(401),
         Case { method: "POST", ..list("POST") }.token(ADA).json(&json!({})).status(405),
-        detail("unknown recording", "0123456789abcdef0123456789abcdef").token(ADA).status(404),
-        detail("bob's recording", fx.bob_done.rid()).token(ADA).status(404).like(unknown),
-        detail("ada's recording asked by bob", fx.ada_done.rid()).token(BOB).status(404).like(unknown),
-        detail("still uploading", fx.ada.rid()).token(ADA).status(404).like(unknown),
-        detail("aborted", fx.ada_aborted.rid()).token(ADA).status(404).like(unknown),
-        detail("a 2000-character id", &"x".repeat(2000)).token(ADA).status(404).like(unknown),
-        detail("an id with odd bytes", "%00%27%22%3B--").token(ADA).status(404).like(unknown),
+        detail("unknown recording", "0123456789abcdef0123456789abcdef").token(ADA).not_found(),
+        detail("bob's recording", fx.bob_done.rid()).token(ADA).not_found().like(unknown),
+        detail("ada's recording asked by bob", fx.ada_done.rid()).token(BOB).not_found().like(unknown),
+        detail("still uploading", fx.ada.rid()).token(ADA).not_found().like(unknown),
+        detail("aborted", fx.ada_aborted.rid()).token(ADA).not_found().like(unknown),
+        detail("a 2000-character id", &"x".repeat(2000)).token(ADA).not_found().like(unknown),
+        detail("an id with odd bytes", "%00%27%22%3B--").token(ADA).not_found().like(unknown),
         detail("no token", fx.ada_done.rid()).status(401),
         detail("bad token", fx.ada_done.rid()).token("ada-token-0002").status(401),
         detail("unknown recording, answered in XML", "nope")
             .token(ADA)
             .header("accept", "application/xml")
-            .status(404),
+            .not_found(),
         Case::new(
             "recording detail",
             "an extra path segment",
@@ -976,7 +1046,7 @@ fn recordings_cases(fx: &Fx) -> Vec<Case> {
             format!("{API}/recordings/{}/v1/x", fx.ada_done.rid()),
         )
         .token(ADA)
-        .status(404),
+        .no_endpoint(),
         Case::new(
             "recording detail",
             "DELETE",
@@ -1086,11 +1156,11 @@ fn common_cases(fx: &Fx) -> Vec<Case> {
         Case::new("routes", "unknown endpoint", "POST", common::endpoint("complete"))
             .token(ADA)
             .json(&finish)
-            .status(404),
+            .no_endpoint(),
         Case::new("routes", "version 2", "POST", format!("{API}/native/upload/finish/v2"))
             .token(ADA)
             .json(&finish)
-            .status(404),
+            .no_endpoint(),
         Case::new("routes", "GET finish", "GET", common::endpoint("finish")).token(ADA).status(405),
         Case::new("routes", "PUT start", "PUT", common::endpoint("start"))
             .token(ADA)
@@ -1319,6 +1389,8 @@ async fn snapshot(fx: &Fx, with_bytes: bool) -> Snapshot {
         ("ada_empty", &fx.ada_empty),
         ("ada_aborted", &fx.ada_aborted),
         ("ada_done", &fx.ada_done),
+        ("ada_expired", &fx.ada_expired),
+        ("ada_lost", &fx.ada_lost),
         ("bob", &fx.bob),
         ("bob_done", &fx.bob_done),
     ] {
@@ -1368,13 +1440,37 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<(String, u64, String)>) {
 // ---------------------------------------------------------------------------
 // Running the table.
 
-/// The model-state keys of a 400 body, in JSON or XML.
-fn model_state_keys(answer: &Answer) -> Result<(String, BTreeSet<String>), String> {
+/// An API error body, in JSON or XML: its code, message and model-state
+/// keys. A JSON body with a member other than `code`, `message` and
+/// `modelState` is refused: clients read exactly these.
+fn error_body(answer: &Answer) -> Result<(ErrorCode, String, BTreeSet<String>), String> {
     let content_type = answer.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     let format =
         if content_type.starts_with("application/xml") { ResponseFormat::Xml } else { ResponseFormat::Json };
+    if format == ResponseFormat::Json {
+        let members: Value =
+            serde_json::from_slice(&answer.body).map_err(|err| format!("not JSON ({err})"))?;
+        let names: Vec<&String> =
+            members.as_object().map(|object| object.keys().collect()).unwrap_or_default();
+        if names.iter().any(|name| !["code", "message", "modelState"].contains(&name.as_str())) {
+            return Err(format!("the error body has members {names:?}"));
+        }
+    }
     let body = ErrorBody::decode(format, &answer.body).map_err(|err| format!("not an error body ({err})"))?;
-    Ok((body.message, body.model_state.keys().map(str::to_owned).collect()))
+    Ok((body.code, body.message, body.model_state.keys().map(str::to_owned).collect()))
+}
+
+/// The one code an API answer with `status` has, for the statuses that have
+/// only one; 404 and 409 have several, which each case names.
+fn code_of_status(status: u16) -> Option<ErrorCode> {
+    match status {
+        400 => Some(ErrorCode::InvalidRequest),
+        401 => Some(ErrorCode::Unauthorized),
+        413 => Some(ErrorCode::PayloadTooLarge),
+        415 => Some(ErrorCode::UnsupportedMediaType),
+        503 => Some(ErrorCode::Unavailable),
+        _ => None,
+    }
 }
 
 fn storage_code(answer: &Answer) -> Option<String> {
@@ -1402,10 +1498,14 @@ fn judge(case: &Case, answer: &Answer) -> Option<String> {
     if case.path.starts_with("/storage/") || status == 405 || status == 416 {
         return None;
     }
-    let (message, keys) = match model_state_keys(answer) {
+    let (code, message, keys) = match error_body(answer) {
         Ok(found) => found,
         Err(err) => return Some(format!("{err}: {}", excerpt(&answer.text()))),
     };
+    let expected_code = case.api_code.or_else(|| code_of_status(status));
+    if Some(code) != expected_code {
+        return Some(format!("expected code {expected_code:?}, got {code:?}: {}", excerpt(&answer.text())));
+    }
     if status == 400 {
         let expected: BTreeSet<String> = case.keys.iter().cloned().collect();
         if message != INVALID_REQUEST_MESSAGE {
@@ -1447,6 +1547,11 @@ async fn bad_requests_answer_exactly_and_change_nothing() {
         assert!(names.insert(full.clone()), "two cases are named {full:?}");
         assert!(case.status != 0, "{full} has no expected status");
         assert!(case.status != 400 || case.code.is_some() || !case.keys.is_empty(), "{full} names no keys");
+        let api_answer = !case.path.starts_with("/storage/") && ![405, 416].contains(&case.status);
+        assert!(
+            !api_answer || case.api_code.is_some() || code_of_status(case.status).is_some(),
+            "{full} does not name its code"
+        );
     }
     assert!(cases.len() >= 150, "only {} cases", cases.len());
 
@@ -1527,4 +1632,31 @@ async fn bad_requests_answer_exactly_and_change_nothing() {
         groups.join(", "),
         began.elapsed()
     );
+}
+
+/// Storage that fails (here its uploads folder is replaced by a file, as a
+/// disk gone read-only or unmounted leaves it) answers 503 `unavailable`
+/// with `Retry-After`, in JSON and in XML: a client retries, and the state
+/// the table above keeps unchanged cannot give this answer.
+#[tokio::test]
+async fn failing_storage_answers_503_unavailable_with_retry_after() {
+    let fx = fixture().await;
+    let started = start(&fx.app, ADA).await;
+    let uploads = fx.temp.path().join("media/uploads");
+    std::fs::rename(&uploads, fx.temp.path().join("media/uploads.away")).unwrap();
+    std::fs::write(&uploads, b"not a folder").unwrap();
+    let ids = json!({"recordingId": started.recording_id, "uploadId": started.upload_id});
+    for accept in ["application/json", "application/xml"] {
+        let auth = format!("Bearer {ADA}");
+        let headers =
+            [("content-type", "application/json"), ("authorization", auth.as_str()), ("accept", accept)];
+        let answer =
+            call(&fx.app, "POST", &endpoint("listparts"), &headers, ids.to_string().into_bytes()).await;
+        assert_eq!(answer.status.as_u16(), 503, "{accept}: {}", answer.text());
+        assert!(answer.headers.contains_key("retry-after"), "{accept}: no Retry-After");
+        let (code, message, keys) = error_body(&answer).unwrap();
+        assert_eq!(code, ErrorCode::Unavailable, "{accept}: {}", answer.text());
+        assert!(message.contains("Try again"), "{accept}: {message}");
+        assert!(keys.is_empty(), "{accept}: {keys:?}");
+    }
 }

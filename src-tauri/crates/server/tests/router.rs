@@ -329,3 +329,45 @@ async fn an_open_session_storage_lost_is_a_conflict_not_a_retry() {
     assert_eq!(listed.status, StatusCode::CONFLICT, "{}", listed.text());
     assert!(listed.text().contains("start a new upload"), "{}", listed.text());
 }
+
+/// Past `expiresAt`, parts, listparts and finish refuse the session with
+/// `upload_expired` even though no sweep has marked it yet; abort still works.
+#[tokio::test]
+async fn a_session_past_its_expiry_is_refused_before_any_sweep() {
+    let fx = fixture().await;
+    let started = start(&fx.app, ADA).await;
+    let etags = upload_parts(&fx.app, &started, &[wav_bytes(100)]).await;
+    fx.state
+        .db
+        .call(|conn| conn.execute("UPDATE upload_sessions SET expires_at = strftime('%s', 'now') - 1", []))
+        .await
+        .unwrap();
+    let ids = serde_json::json!({ "recordingId": started.recording_id, "uploadId": started.upload_id });
+    let parts = serde_json::json!({
+        "recordingId": started.recording_id, "uploadId": started.upload_id, "partNumbers": [1],
+    });
+    let finish: serde_json::Value =
+        serde_json::from_slice(&finish_request(&started, etags).encode(BodyFormat::Json)).unwrap();
+    for (name, body) in [("parts", &parts), ("listparts", &ids), ("finish", &finish)] {
+        let answer = post_as(&fx.app, ADA, name, body).await;
+        assert_eq!(answer.status, StatusCode::CONFLICT, "{name}: {}", answer.text());
+        let body = answer.json();
+        assert_eq!(body["code"], "upload_expired", "{name}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("start a new upload"), "{name}: {body}");
+    }
+    let status: (String, String) = fx
+        .state
+        .db
+        .call(|conn| {
+            conn.query_row(
+                "SELECT s.state, r.status FROM upload_sessions s JOIN recordings r ON r.id = s.recording_id",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(status, ("open".into(), "uploading".into()), "refusing changes nothing; the sweep does");
+    let aborted = post_as(&fx.app, ADA, "abort", &ids).await;
+    assert_eq!(aborted.status, StatusCode::OK, "{}", aborted.text());
+}

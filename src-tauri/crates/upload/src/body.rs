@@ -14,7 +14,9 @@
 use std::fs::File;
 use std::io::{Read as _, Seek as _};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -25,6 +27,10 @@ use tokio::sync::mpsc;
 const CHUNK: u64 = 256 * 1024;
 /// Chunks read ahead of the socket for each part.
 const CHUNKS_AHEAD: usize = 2;
+/// Bytes handed to the connection at a time. Smaller than a chunk, so the
+/// stall watch sees progress every few seconds even at a few kbit/s per
+/// connection (a chunk is sliced, not copied).
+const SLICE: usize = 32 * 1024;
 /// The chunk buffers a part being streamed uses at most: those read ahead,
 /// the one being read and the one being sent.
 pub const BUFFERED_PER_PART: u64 = (CHUNKS_AHEAD as u64 + 2) * CHUNK;
@@ -44,13 +50,15 @@ pub struct PartBody {
 
 impl PartBody {
     /// Streams `size` bytes of the file at `path` from `offset`, read into
-    /// buffers from `pool`; `tap` gets each chunk as well.
+    /// buffers from `pool`; `tap` gets each chunk as well, and `progress`
+    /// counts every slice the connection takes.
     pub fn stream(
         path: PathBuf,
         offset: u64,
         size: u64,
         pool: Arc<ChunkPool>,
         tap: Option<ChunkTap>,
+        progress: Progress,
     ) -> Self {
         let (chunks, mut queue) = mpsc::channel::<std::io::Result<Bytes>>(CHUNKS_AHEAD);
         let read = tokio::task::spawn_blocking(move || {
@@ -66,8 +74,48 @@ impl PartBody {
             }
             outcome
         });
-        let stream = futures::stream::poll_fn(move |context| queue.poll_recv(context));
+        let mut current = Bytes::new();
+        let stream = futures::stream::poll_fn(move |context| {
+            if current.is_empty() {
+                match queue.poll_recv(context) {
+                    std::task::Poll::Ready(Some(Ok(chunk))) => current = chunk,
+                    other => return other,
+                }
+            }
+            let slice = current.split_to(SLICE.min(current.len()));
+            progress.moved(slice.len() as u64);
+            std::task::Poll::Ready(Some(Ok(slice)))
+        });
         Self { body: reqwest::Body::wrap_stream(stream), read }
+    }
+}
+
+/// Bytes a PUT moved so far, in either direction, for the stall watch.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// Counts `bytes` more moved.
+    pub fn moved(&self, bytes: u64) {
+        // Counted even for 0 bytes (an answer's head arriving): it is a sign of life.
+        self.0.fetch_add(bytes.max(1), Ordering::Relaxed);
+    }
+
+    /// Returns once nothing has moved for `timeout`; checks a few times
+    /// per `timeout`, so it notices within a quarter of it.
+    pub async fn stalled(&self, timeout: Duration) -> Duration {
+        let check = (timeout / 4).max(Duration::from_millis(50));
+        let mut seen = self.0.load(Ordering::Relaxed);
+        let mut since = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(check).await;
+            let now = self.0.load(Ordering::Relaxed);
+            if now != seen {
+                (seen, since) = (now, tokio::time::Instant::now());
+            } else if since.elapsed() >= timeout {
+                return since.elapsed();
+            }
+        }
     }
 }
 
@@ -207,7 +255,15 @@ mod tests {
         let file = file_of(&data);
         let (tap, tapped) = std::sync::mpsc::channel();
         let pool = ChunkPool::new(4 * CHUNK);
-        let part = PartBody::stream(file.path().to_path_buf(), 5, CHUNK + 5, pool.clone(), Some(tap));
+        let progress = Progress::default();
+        let part = PartBody::stream(
+            file.path().to_path_buf(),
+            5,
+            CHUNK + 5,
+            pool.clone(),
+            Some(tap),
+            progress.clone(),
+        );
         let mut stream = http_body_util::BodyDataStream::new(part.body);
         let mut sent = Vec::new();
         while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
@@ -215,10 +271,12 @@ mod tests {
         }
         part.read.await.unwrap().unwrap();
         assert_eq!(sent, data[5..]);
+        assert_eq!(progress.0.load(Ordering::Relaxed), CHUNK + 5, "every byte taken is counted");
         let tapped: Vec<u8> = tapped.try_iter().flat_map(|(_, chunk)| chunk.to_vec()).collect();
         assert_eq!(tapped, data[5..]);
 
-        let short = PartBody::stream(file.path().to_path_buf(), 5, 2 * CHUNK, pool, None);
+        let short =
+            PartBody::stream(file.path().to_path_buf(), 5, 2 * CHUNK, pool, None, Progress::default());
         let mut stream = http_body_util::BodyDataStream::new(short.body);
         let mut failed = false;
         while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
@@ -226,5 +284,25 @@ mod tests {
         }
         assert!(failed, "the body fails rather than end short");
         assert_eq!(short.read.await.unwrap().unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn a_stall_is_nothing_moving_for_the_timeout_not_slowness() {
+        let progress = Progress::default();
+        let timeout = Duration::from_millis(600);
+        let watch = tokio::spawn({
+            let progress = progress.clone();
+            async move { progress.stalled(timeout).await }
+        });
+        // A byte every 200 ms is slow, but never 600 ms without one.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            progress.moved(1);
+            assert!(!watch.is_finished(), "a trickle is not a stall");
+        }
+        let started = std::time::Instant::now();
+        let stalled_for = tokio::time::timeout(Duration::from_secs(5), watch).await.unwrap().unwrap();
+        assert!(stalled_for >= timeout, "{stalled_for:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "noticed promptly: {:?}", started.elapsed());
     }
 }

@@ -5,15 +5,26 @@
 use std::time::Duration;
 
 use opptak_api::{
-    AbortRequest, BodyFormat, ErrorBody, FinishRequest, FinishResponse, ListPartsRequest, ListPartsResponse,
-    PartsRequest, PartsResponse, Recording, ResponseFormat, StartRequest, StartResponse,
+    AbortRequest, BodyFormat, ErrorBody, ErrorCode, FinishRequest, FinishResponse, ListPartsRequest,
+    ListPartsResponse, PartsRequest, PartsResponse, Recording, ResponseFormat, StartRequest, StartResponse,
 };
 
 const API: &str = "restapi/personal/mediarecorder";
-/// How long one API call may take before it counts as a network failure.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one API call (a small JSON request and answer) may take before
+/// it is given up and tried again. Part PUTs have no such limit: on a slow
+/// uplink a part may take many minutes, so they end only when no byte has
+/// moved for [`STALL_TIMEOUT`].
+pub const API_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long connecting may take before the destination counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a part PUT's connection may go without the other end
+/// acknowledging a byte (see [`ApiClient::part_http`]) before it counts as
+/// stalled and is tried again: far longer than a congested link pauses,
+/// short enough that a dead one is noticed within a minute. A slow link is
+/// not a stalled one: 12 MiB went through a 0.5 Mbit/s link shared by four
+/// parts in 202 s, at the link's rate, without one stall.
+/// [`crate::UploadConfig::stall_timeout`] overrides it.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Why a call failed, sorted by what to do next.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,8 +50,19 @@ pub enum CallError {
     Refused {
         /// The HTTP status.
         status: u16,
+        /// The server's machine-readable code ([`ErrorCode::Unknown`] when
+        /// it sent none, e.g. an LMS or storage).
+        code: ErrorCode,
         /// The server's message, with its modelState problems.
         message: String,
+    },
+    /// The connection is up but no byte moved for a while (a congested or
+    /// very slow uplink, a proxy holding the request): retry, but this is
+    /// not "offline".
+    #[error("the connection stalled: no data moved for {} s", .stalled_for.as_secs())]
+    Stalled {
+        /// How long nothing moved.
+        stalled_for: Duration,
     },
 }
 
@@ -49,6 +71,14 @@ impl CallError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The server's code of a refusal.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Refused { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -65,9 +95,10 @@ pub struct ApiClient {
 impl ApiClient {
     /// A client of the server at `base_url`, signing in with `token`.
     pub fn new(base_url: &str, token: &str) -> Self {
+        // No whole-request timeout: API calls set their own, part PUTs are
+        // watched for stalls instead (a slow part is not a failed one).
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
             .build()
             .expect("a TLS backend is compiled in");
         Self { base: base_url.trim_end_matches('/').to_owned(), token: token.to_owned(), http }
@@ -83,6 +114,22 @@ impl ApiClient {
         &self.http
     }
 
+    /// An HTTP client for part PUTs whose connections the operating system
+    /// ends when no byte it sent was acknowledged for `stall_timeout`
+    /// (`TCP_USER_TIMEOUT`, where there is one). That is the one place that
+    /// knows whether bytes move: a PUT hands its body to a send buffer that
+    /// may hold megabytes, which drain at the link's pace long after the
+    /// body was handed over. Ended by the system, a stalled connection's
+    /// buffered bytes are dropped, not sent after the retry's.
+    pub fn part_http(&self, stall_timeout: Duration) -> reqwest::Client {
+        let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        let builder = builder.tcp_user_timeout(stall_timeout);
+        #[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+        let _ = stall_timeout;
+        builder.build().expect("a TLS backend is compiled in")
+    }
+
     async fn post<Q: opptak_api::Request, R: opptak_api::Response>(
         &self,
         endpoint: &str,
@@ -94,6 +141,7 @@ impl ApiClient {
             .bearer_auth(&self.token)
             .header("content-type", "application/json")
             .header("accept", "application/json")
+            .timeout(API_TIMEOUT)
             .body(request.encode(BodyFormat::Json))
             .send()
             .await;
@@ -120,10 +168,14 @@ impl ApiClient {
         Err(classify(status, &bytes, retry_after))
     }
 
-    /// Sorts a transport error: no connection at all is "offline".
+    /// Sorts a transport error: no connection at all is "offline"; an
+    /// API call that connected but did not finish in [`API_TIMEOUT`] is
+    /// stalled, not offline.
     pub fn network_error(&self, err: &reqwest::Error) -> CallError {
-        if err.is_connect() || (err.is_timeout() && !err.is_body()) {
+        if err.is_connect() {
             CallError::Offline { url: self.base.clone(), reason: root_cause(err) }
+        } else if err.is_timeout() {
+            CallError::Stalled { stalled_for: API_TIMEOUT }
         } else {
             CallError::Transient {
                 reason: format!("the connection failed ({})", root_cause(err)),
@@ -164,6 +216,7 @@ impl ApiClient {
             .get(format!("{}/{API}/recordings/{recording_id}/v1", self.base))
             .bearer_auth(&self.token)
             .header("accept", "application/json")
+            .timeout(API_TIMEOUT)
             .send()
             .await;
         self.read(sent).await
@@ -172,20 +225,20 @@ impl ApiClient {
 
 /// A non-2xx answer as a [`CallError`].
 pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> CallError {
-    let message = ErrorBody::decode(ResponseFormat::Json, body)
+    let (code, message) = ErrorBody::decode(ResponseFormat::Json, body)
         .map(|error| {
             let mut text = error.message;
             for (field, problems) in error.model_state.iter() {
                 text.push_str(&format!(" {field}: {}", problems.join(" ")));
             }
-            text
+            (error.code, text)
         })
-        .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(300).collect());
+        .unwrap_or_else(|_| (ErrorCode::Unknown, String::from_utf8_lossy(body).chars().take(300).collect()));
     match status {
         408 | 429 | 500..=599 => {
             CallError::Transient { reason: format!("the server answered {status}: {message}"), retry_after }
         }
-        _ => CallError::Refused { status, message },
+        _ => CallError::Refused { status, code, message },
     }
 }
 
@@ -222,6 +275,9 @@ mod tests {
         assert_eq!(refused.status(), Some(400));
         assert!(refused.to_string().contains("request.parts[0].etag: etag must not be empty."), "{refused}");
         assert_eq!(classify(401, b"{\"message\":\"bad token\"}", None).to_string(), "bad token");
+        let expired = classify(409, br#"{"code":"upload_expired","message":"This upload expired."}"#, None);
+        assert_eq!(expired.code(), Some(ErrorCode::UploadExpired));
+        assert_eq!(classify(404, b"<html>nginx</html>", None).code(), Some(ErrorCode::Unknown));
     }
 
     #[tokio::test]

@@ -12,35 +12,78 @@
 //!   checks the bytes sent against it);
 //! - every byte is hashed once per algorithm in the first pass: MD5 ahead
 //!   of its part's turn, SHA-256 (when the journal has none) as the parts go;
+//! - a part whose PUT carried a signed `Content-MD5` was checked by storage
+//!   against the local bytes' MD5, so an ETag that is not that MD5 (an
+//!   encrypted bucket, a gateway, a proxy that drops the header) is accepted
+//!   as storage lists it, and journaled beside the MD5;
 //! - `finish` is sent only when parts 1..N cover the finished file exactly;
 //! - on resume, storage's `listparts` and the journal are reconciled before
-//!   anything is sent: a stored part with the local bytes' MD5 is adopted, a
-//!   journaled part storage lacks is sent again, and a local file whose
-//!   bytes no longer match a sent part fails the upload.
+//!   anything is sent: a stored part with the local bytes' MD5 (or, for a
+//!   journaled part, its journaled ETag) is adopted, a journaled part
+//!   storage lacks is sent again, and a local file whose bytes no longer
+//!   match a sent part fails the upload;
+//! - a slow connection is not a failed one: a part PUT ends only when no
+//!   byte moved for [`UploadConfig::stall_timeout`], and stalls lower the
+//!   parts in flight (down to one) until parts go through again;
+//! - a session the server ended is replaced at most
+//!   [`UploadConfig::max_session_restarts`] times in one run, with backoff
+//!   between, and storage answering "not found" while the API still lists
+//!   the session is a routing problem, not a reason for a new session.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use md5::Digest as _;
 use opptak_api::{
-    ContentMd5, ContentType, FinishPart, FinishRequest, ListPartsRequest, PartsRequest, PresignedPart,
-    RecordingStatus, StartRequest,
+    ContentMd5, ContentType, ErrorCode, FinishPart, FinishRequest, ListPartsRequest, PartsRequest,
+    PresignedPart, RecordingStatus, StartRequest,
 };
 use opptak_journal::{
-    Journal, LocalRecording, NewSession, PartRecord, RecordingState, SessionState, UploadSession,
+    Journal, LocalRecording, NewSession, PartRecord, Problem, RecordingState, SessionState, UploadSession,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
-use crate::body::{self, ChunkPool, ChunkTap, PartBody};
-use crate::client::{ApiClient, CallError};
+use crate::body::{self, ChunkPool, ChunkTap, PartBody, Progress};
+use crate::client::{ApiClient, CallError, STALL_TIMEOUT};
 use crate::lanes;
 use crate::source::{Source, part_range, sendable_parts};
 use crate::{Error, Result};
+
+/// How long the engine waits for the server's check after `finish` before
+/// it ends with [`Error::StillChecking`]: a server takes seconds per GiB, so
+/// this much means it is busy or its check is stuck; the recording stays
+/// `processing` and the next resume asks again.
+pub const READY_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// How many times one run replaces a session the server ended (or retries
+/// storage that answers "not found") before the upload fails: a server that
+/// keeps ending sessions will not stop doing so, and each new session is a
+/// new recording on the server.
+pub const MAX_SESSION_RESTARTS: u32 = 5;
+/// Stalls in a row after which one part fewer is sent at once.
+const STALLS_BEFORE_FEWER: u32 = 2;
+/// Parts through in a row, without a stall, after which one part more is
+/// sent at once again (up to [`UploadConfig::concurrency`]).
+const PARTS_BEFORE_MORE: u32 = 3;
+/// How many stall timeouts a part PUT may go without its body being taken
+/// or its answer coming before the engine itself gives up on it, where the
+/// operating system watches the connection for unacknowledged bytes (see
+/// [`ApiClient::part_http`]): that watch is exact, while the body being
+/// taken is not (a send buffer of megabytes takes minutes to drain on a
+/// slow link), so this only catches an end that takes bytes but never
+/// answers. Measured on loopback, a part's send buffer grew to 4 MiB: at
+/// 0.5 Mbit/s shared by four parts that is over three minutes of bytes
+/// already handed over, so this is generous. Elsewhere the engine's watch
+/// is the only one.
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+const WATCH_STALLS: u32 = 8;
+#[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+const WATCH_STALLS: u32 = 1;
 
 /// Engine settings with documented defaults.
 #[derive(Debug, Clone)]
@@ -51,11 +94,28 @@ pub struct UploadConfig {
     pub backoff: Backoff,
     /// How often the recording's state is polled after finish. Default 250 ms.
     pub poll_interval: Duration,
+    /// How long a part PUT may go without a byte moving (acknowledged by
+    /// the other end) before it counts as stalled and is tried again.
+    /// Default [`STALL_TIMEOUT`] (45 s).
+    pub stall_timeout: Duration,
+    /// How long to wait for the server's check after finish. Default
+    /// [`READY_DEADLINE`] (30 minutes).
+    pub ready_deadline: Duration,
+    /// Sessions replaced in one run before the upload fails. Default
+    /// [`MAX_SESSION_RESTARTS`] (5).
+    pub max_session_restarts: u32,
 }
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self { concurrency: 4, backoff: Backoff::default(), poll_interval: Duration::from_millis(250) }
+        Self {
+            concurrency: 4,
+            backoff: Backoff::default(),
+            poll_interval: Duration::from_millis(250),
+            stall_timeout: STALL_TIMEOUT,
+            ready_deadline: READY_DEADLINE,
+            max_session_restarts: MAX_SESSION_RESTARTS,
+        }
     }
 }
 
@@ -93,6 +153,18 @@ pub enum UploadEvent {
         /// When the next attempt is.
         retry_in: Duration,
     },
+    /// The network is up but nothing moved for a while (a congested or very
+    /// slow connection); the part is tried again, fewer at once.
+    Stalled {
+        /// The part that stalled; `None` for an API call.
+        part_number: Option<u32>,
+        /// How long nothing moved.
+        stalled_for: Duration,
+        /// Parts sent at once from now on.
+        in_flight: usize,
+        /// When the next attempt is.
+        retry_in: Duration,
+    },
     /// Every part is in storage; `finish` is being sent.
     Finishing,
     /// The server accepted `finish` and is checking the recording.
@@ -105,6 +177,15 @@ pub enum UploadEvent {
         sha256: String,
         /// The recording's size.
         bytes: u64,
+    },
+    /// The server did not finish checking the recording within
+    /// [`UploadConfig::ready_deadline`]; the upload stops here and the
+    /// recording stays `processing` for a later resume to pick up.
+    StillChecking {
+        /// The server's recording id.
+        recording_id: String,
+        /// How long the engine waited.
+        waited: Duration,
     },
     /// The upload stopped for good.
     Failed {
@@ -146,8 +227,11 @@ impl UploadHandle {
         let engine = Engine { journal, local_id, destination_id, client, config, events: events.clone() };
         let task = tokio::spawn(async move {
             let result = engine.run(source).await;
-            if let Err(err) = &result {
-                engine.emit(UploadEvent::Failed { message: err.to_string() });
+            match &result {
+                Err(Error::StillChecking { recording_id, waited }) => engine
+                    .emit(UploadEvent::StillChecking { recording_id: recording_id.clone(), waited: *waited }),
+                Err(err) => engine.emit(UploadEvent::Failed { message: err.to_string() }),
+                Ok(_) => {}
             }
             result
         });
@@ -190,6 +274,14 @@ struct Engine {
 enum Interrupted {
     /// The server no longer has the session: start a new one.
     SessionGone(String),
+    /// Storage answered "not found" (or a conflict) to a part PUT: the
+    /// session is gone, or the part URLs do not reach storage; `listparts`
+    /// tells which.
+    StorageRefused(String),
+    /// Storage answered "not found" to part URLs while the API still has the
+    /// session: the URLs do not reach storage (a wrong public address, a
+    /// proxy that does not route them).
+    Misrouted(String),
     Failed(Error),
 }
 
@@ -217,16 +309,8 @@ impl Engine {
 
     /// Moves the recording to `state` when the journal allows it from where
     /// it is (a recording still being captured stays `recording`).
-    async fn set_state(&self, state: RecordingState, error: Option<String>) -> Result<()> {
-        let id = self.local_id;
-        self.journal(move |journal| {
-            let Some(current) = journal.recording(id)? else { return Ok(()) };
-            if current.state.can_become(state) {
-                journal.set_state(id, state, error.as_deref())?;
-            }
-            Ok(())
-        })
-        .await
+    async fn set_state(&self, state: RecordingState, why: Option<(Problem, String)>) -> Result<()> {
+        move_to(&self.journal, self.local_id, state, why).await
     }
 
     /// Calls until the server answers: waits out network loss and transient
@@ -252,7 +336,10 @@ impl Engine {
                     if !offline {
                         offline = true;
                         let _ = self
-                            .set_state(RecordingState::Waiting, Some(format!("cannot reach {url}")))
+                            .set_state(
+                                RecordingState::Waiting,
+                                Some((Problem::Offline, format!("cannot reach {url}"))),
+                            )
                             .await;
                     }
                     self.emit(UploadEvent::WaitingForNetwork {
@@ -265,6 +352,17 @@ impl Engine {
                     attempt += 1;
                     let retry_in = self.config.backoff.delay(attempt, retry_after);
                     self.emit(UploadEvent::Retrying { reason, retry_in });
+                    tokio::time::sleep(retry_in).await;
+                }
+                Err(CallError::Stalled { stalled_for }) => {
+                    attempt += 1;
+                    let retry_in = self.config.backoff.delay(attempt, None);
+                    self.emit(UploadEvent::Stalled {
+                        part_number: None,
+                        stalled_for,
+                        in_flight: self.config.concurrency,
+                        retry_in,
+                    });
                     tokio::time::sleep(retry_in).await;
                 }
                 Err(refused) => return Err(refused),
@@ -282,23 +380,73 @@ impl Engine {
         }
         self.set_state(RecordingState::Uploading, None).await?;
         let mut restarted = None;
+        let mut restarts = 0;
         loop {
             let session = self.session(&recording, &source, restarted.take()).await?;
-            match self.parts_then_finish(&recording, &session, &mut source).await {
+            let interrupted = match self.parts_then_finish(&recording, &session, &mut source).await {
                 Ok(uploaded) => return Ok(uploaded),
-                Err(Interrupted::SessionGone(reason)) => {
+                Err(Interrupted::StorageRefused(answer)) => self.why_storage_refused(&session, answer).await,
+                Err(interrupted) => interrupted,
+            };
+            let failed = match interrupted {
+                Interrupted::SessionGone(reason) => {
                     let session_id = session.id;
                     self.journal(move |journal| {
                         journal.set_session_state(session_id, SessionState::Expired, None)
                     })
                     .await?;
-                    restarted = Some(reason);
+                    restarts += 1;
+                    if restarts > self.config.max_session_restarts {
+                        Error::SessionsKeepEnding { times: restarts, reason }
+                    } else {
+                        self.pause_before_restart(restarts, &reason).await;
+                        restarted = Some(reason);
+                        continue;
+                    }
                 }
-                Err(Interrupted::Failed(err)) => {
-                    self.set_state(RecordingState::Failed, Some(err.to_string())).await?;
-                    return Err(err);
+                Interrupted::Misrouted(answer) => {
+                    restarts += 1;
+                    if restarts > self.config.max_session_restarts {
+                        Error::StorageNotFound { answer, times: restarts }
+                    } else {
+                        self.pause_before_restart(restarts, &answer).await;
+                        continue;
+                    }
                 }
+                Interrupted::Failed(err @ Error::StillChecking { .. }) => return Err(err),
+                Interrupted::Failed(err) => err,
+                Interrupted::StorageRefused(_) => {
+                    Error::Internal("a storage refusal was not looked into".into())
+                }
+            };
+            self.set_state(RecordingState::Failed, Some((failed.problem(), failed.to_string()))).await?;
+            return Err(failed);
+        }
+    }
+
+    /// Waits before replacing (or retrying) a session, longer each time, so
+    /// a server that keeps ending sessions is not asked for tens a second.
+    async fn pause_before_restart(&self, restarts: u32, reason: &str) {
+        let retry_in = self.config.backoff.delay(restarts, None);
+        self.emit(UploadEvent::Retrying { reason: reason.to_owned(), retry_in });
+        tokio::time::sleep(retry_in).await;
+    }
+
+    /// Storage refused a part: asks the API whether the session is still
+    /// there. Gone means a new session; still there means the part URLs do
+    /// not reach storage, which a new session would not change.
+    async fn why_storage_refused(&self, session: &UploadSession, answer: String) -> Interrupted {
+        let request = ListPartsRequest {
+            recording_id: session.server_recording_id.clone(),
+            upload_id: session.upload_id.clone(),
+        };
+        match self.retrying(|| self.client.list_parts(&request)).await {
+            Ok(_) => {
+                tracing::warn!(answer, "storage refused a part of a session the API still lists");
+                Interrupted::Misrouted(answer)
             }
+            Err(err) if session_gone(&err) => Interrupted::SessionGone(format!("{answer}; {err}")),
+            Err(err) => Interrupted::Failed(refused(err)),
         }
     }
 
@@ -411,9 +559,7 @@ impl Engine {
         };
         let stored = match self.retrying(|| self.client.list_parts(&request)).await {
             Ok(listed) => listed.parts,
-            Err(CallError::Refused { status: 404 | 409, message }) => {
-                return Err(Interrupted::SessionGone(message));
-            }
+            Err(err) if session_gone(&err) => return Err(Interrupted::SessionGone(err.to_string())),
             Err(err) => return Err(refused(err).into()),
         };
         let stored: BTreeMap<u32, (String, u64)> = stored
@@ -431,7 +577,7 @@ impl Engine {
                 );
             }
             match stored.get(number) {
-                Some((etag, size)) if *etag == part.md5_hex && *size == part.size => {
+                Some((etag, size)) if still_stored(part, etag, *size) => {
                     sent.insert(*number, part.clone());
                 }
                 _ => {
@@ -492,11 +638,17 @@ impl Engine {
     ) -> std::result::Result<(), Interrupted> {
         let shared = Arc::new(PartSender {
             client: self.client.clone(),
+            http: self.client.part_http(self.config.stall_timeout),
             session: session.clone(),
             path: source.path().to_path_buf(),
             backoff: self.config.backoff,
             events: self.events.clone(),
             sha256: sha256.map(ShaFeed::sender),
+            journal: self.journal.clone(),
+            local_id: self.local_id,
+            in_flight: InFlight::new(self.config.concurrency),
+            stall_timeout: self.config.stall_timeout,
+            stalled: AtomicBool::new(false),
             // Enough for the SHA-256's waiting chunks and each part's own.
             chunks: ChunkPool::new(
                 self.in_flight_bytes(session) + self.config.concurrency as u64 * body::BUFFERED_PER_PART,
@@ -534,7 +686,8 @@ impl Engine {
                     });
                 }
             }
-            while putting.len() < self.config.concurrency
+            // Fewer after stalls (the ones already started wait for a place).
+            while putting.len() < shared.in_flight.allowed()
                 && let Some(part) = ready.pop_front()
             {
                 let sender = shared.clone();
@@ -587,9 +740,7 @@ impl Engine {
         };
         let presigned = match self.retrying(|| self.client.parts(&request)).await {
             Ok(presigned) => presigned.parts,
-            Err(CallError::Refused { status: 404 | 409, message }) => {
-                return Err(Interrupted::SessionGone(message));
-            }
+            Err(err) if session_gone(&err) => return Err(Interrupted::SessionGone(err.to_string())),
             Err(err) => return Err(refused(err).into()),
         };
         Ok(hashed
@@ -645,9 +796,11 @@ impl Engine {
         };
         match self.retrying(|| self.client.finish(&request)).await {
             Ok(_) => {}
-            Err(CallError::Refused { status: 409, message })
-                if message.contains("aborted") || message.contains("expired") =>
-            {
+            Err(CallError::Refused {
+                status: 409,
+                code: ErrorCode::UploadAborted | ErrorCode::UploadExpired | ErrorCode::UploadLost,
+                message,
+            }) => {
                 return Err(Interrupted::SessionGone(message));
             }
             Err(err) => return Err(refused(err).into()),
@@ -667,6 +820,31 @@ impl Engine {
             None => sha256_file(path).await?,
         };
         self.set_state(RecordingState::Processing, None).await?;
+        let deadline = self.config.ready_deadline;
+        match tokio::time::timeout(deadline, self.poll_until_checked(session, local_sha256, len)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(
+                    recording = session.server_recording_id,
+                    ?deadline,
+                    "the server is still checking"
+                );
+                Err(Error::StillChecking {
+                    recording_id: session.server_recording_id.clone(),
+                    waited: deadline,
+                })
+            }
+        }
+    }
+
+    /// Polls the server's recording until its check ends.
+    async fn poll_until_checked(
+        &self,
+        session: &UploadSession,
+        local_sha256: String,
+        len: u64,
+    ) -> Result<Uploaded> {
+        let id = self.local_id;
         loop {
             let recording = self
                 .retrying(|| self.client.recording(&session.server_recording_id))
@@ -699,13 +877,147 @@ impl Engine {
     }
 }
 
+/// Moves recording `id` to `state` when the journal allows it from where it
+/// is (a recording still being captured stays `recording`).
+/// With `why`, the journal also gets the [`Problem`] and its detail for people.
+async fn move_to(
+    journal: &Journal,
+    id: i64,
+    state: RecordingState,
+    why: Option<(Problem, String)>,
+) -> Result<()> {
+    let journal = journal.clone();
+    tokio::task::spawn_blocking(move || {
+        let Some(current) = journal.recording(id)? else { return Ok(()) };
+        if current.state.can_become(state) {
+            let (problem, detail) = why.unzip();
+            journal.set_state_because(id, state, problem, detail.as_deref())?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|err| Error::Internal(format!("journal task stopped: {err}")))?
+}
+
+/// How many part PUTs may be on the wire at once: one fewer after
+/// [`STALLS_BEFORE_FEWER`] stalls in a row (down to one, so a congested
+/// uplink carries one part at full speed rather than four that each stall),
+/// one more after [`PARTS_BEFORE_MORE`] parts through in a row.
+#[derive(Debug)]
+struct InFlight {
+    state: Mutex<InFlightState>,
+    freed: Notify,
+    most: usize,
+}
+
+#[derive(Debug)]
+struct InFlightState {
+    allowed: usize,
+    active: usize,
+    stalls_in_a_row: u32,
+    through_in_a_row: u32,
+}
+
+/// A PUT's place on the wire; given back when dropped.
+struct Slot<'a>(&'a InFlight);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.lock().active -= 1;
+        self.0.freed.notify_waiters();
+    }
+}
+
+impl InFlight {
+    fn new(most: usize) -> Self {
+        let most = most.max(1);
+        Self {
+            state: Mutex::new(InFlightState {
+                allowed: most,
+                active: 0,
+                stalls_in_a_row: 0,
+                through_in_a_row: 0,
+            }),
+            freed: Notify::new(),
+            most,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, InFlightState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for a place on the wire.
+    async fn acquire(&self) -> Slot<'_> {
+        loop {
+            // Registered before the check, so a slot freed in between wakes it.
+            let freed = self.freed.notified();
+            {
+                let mut state = self.lock();
+                if state.active < state.allowed {
+                    state.active += 1;
+                    return Slot(self);
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// A PUT stalled; returns the parts allowed at once from now on.
+    fn stalled(&self) -> usize {
+        let mut state = self.lock();
+        state.through_in_a_row = 0;
+        state.stalls_in_a_row += 1;
+        if state.stalls_in_a_row >= STALLS_BEFORE_FEWER && state.allowed > 1 {
+            state.allowed -= 1;
+            state.stalls_in_a_row = 0;
+            tracing::info!(in_flight = state.allowed, "parts stalled; sending fewer at once");
+        }
+        state.allowed
+    }
+
+    /// A part went through.
+    fn went_through(&self) {
+        let mut state = self.lock();
+        state.stalls_in_a_row = 0;
+        state.through_in_a_row += 1;
+        if state.through_in_a_row >= PARTS_BEFORE_MORE && state.allowed < self.most {
+            state.allowed += 1;
+            state.through_in_a_row = 0;
+            drop(state);
+            self.freed.notify_waiters();
+        }
+    }
+
+    fn allowed(&self) -> usize {
+        self.lock().allowed
+    }
+}
+
+/// Storage's answer to a part PUT.
+struct PutAnswer {
+    /// The ETag it answered with (unquoted; empty when it sent none).
+    etag: String,
+    /// Whether the PUT carried a `Content-MD5` signed into its URL, so
+    /// storage checked the bytes against it.
+    md5_signed: bool,
+}
+
 /// What every part task needs.
 struct PartSender {
     client: ApiClient,
+    /// For the PUTs: see [`ApiClient::part_http`].
+    http: reqwest::Client,
     session: UploadSession,
     path: std::path::PathBuf,
     backoff: Backoff,
     events: broadcast::Sender<UploadEvent>,
+    journal: Journal,
+    local_id: i64,
+    in_flight: InFlight,
+    stall_timeout: Duration,
+    /// Whether the journal says the upload is stalled.
+    stalled: AtomicBool,
     /// Where each part's bytes also go as they are read, when the file's
     /// SHA-256 is computed from them.
     sha256: Option<ChunkTap>,
@@ -731,6 +1043,7 @@ impl PartSender {
         let (number, offset, size) = (record.number, record.offset, record.size);
         let mut attempt = 0;
         loop {
+            let slot = self.in_flight.acquire().await;
             let (digest, outcome) = match first_attempt.take() {
                 Some((digest, part)) => (digest, self.put_to(&part, offset, size, digest).await?),
                 None => {
@@ -738,35 +1051,108 @@ impl PartSender {
                     (digest, self.put(number, offset, size, digest).await?)
                 }
             };
+            drop(slot);
             let md5_hex = hex::encode(digest);
-            let (reason, retry_after, offline) = match outcome {
-                Ok(etag) if etag == md5_hex => return Ok(PartRecord { number, offset, size, md5_hex, etag }),
-                Ok(etag) => (
+            let etag = match outcome {
+                Ok(PutAnswer { etag, .. }) if etag == md5_hex => Ok(etag),
+                // Storage checked the bytes against the signed MD5, so its
+                // ETag, whatever it is, names these bytes; the one to finish
+                // with is the one storage lists (a proxy may have dropped or
+                // changed the header).
+                Ok(PutAnswer { etag, md5_signed: true }) => match self.listed_etag(number, size).await? {
+                    Some(listed) => {
+                        tracing::info!(
+                            part = number,
+                            answered = etag,
+                            listed,
+                            "storage keeps an ETag that is not the MD5; the signed Content-MD5 proved the bytes"
+                        );
+                        Ok(listed)
+                    }
+                    None => Err((format!("storage took part {number} but does not list it yet"), None)),
+                },
+                Ok(PutAnswer { etag, md5_signed: false }) => Err((
                     format!("storage stored part {number} with ETag {etag}, not its MD5 {md5_hex}"),
                     None,
-                    false,
-                ),
-                Err(CallError::Refused { status: 404 | 409, message }) => {
-                    return Err(Interrupted::SessionGone(message));
+                )),
+                Err(CallError::Refused { status: 404 | 409, message, .. }) => {
+                    return Err(Interrupted::StorageRefused(message));
                 }
-                Err(CallError::Refused { status: 403, message }) => {
-                    (format!("the part URL was refused ({message}); asking for a new one"), None, false)
+                Err(CallError::Refused { status: 403, message, .. }) => {
+                    Err((format!("the part URL was refused ({message}); asking for a new one"), None))
                 }
                 Err(CallError::Refused { message, .. }) => return Err(Error::Refused(message).into()),
-                Err(CallError::Transient { reason, retry_after }) => (reason, retry_after, false),
+                Err(CallError::Transient { reason, retry_after }) => Err((reason, retry_after)),
                 Err(CallError::Offline { url, reason }) => {
-                    (format!("cannot reach {url}: {reason}"), None, true)
+                    attempt += 1;
+                    let retry_in = self.backoff.delay(attempt, None);
+                    let reason = format!("cannot reach {url}: {reason}");
+                    let _ = self.events.send(UploadEvent::WaitingForNetwork { reason, retry_in });
+                    tokio::time::sleep(retry_in).await;
+                    continue;
+                }
+                Err(CallError::Stalled { stalled_for }) => {
+                    let in_flight = self.in_flight.stalled();
+                    attempt += 1;
+                    let retry_in = self.backoff.delay(attempt, None);
+                    let _ = self.events.send(UploadEvent::Stalled {
+                        part_number: Some(number),
+                        stalled_for,
+                        in_flight,
+                        retry_in,
+                    });
+                    if !self.stalled.swap(true, Ordering::SeqCst) {
+                        let why = format!(
+                            "The connection stalled: nothing moved for {} s. The upload keeps trying, fewer parts at a time.",
+                            stalled_for.as_secs()
+                        );
+                        move_to(
+                            &self.journal,
+                            self.local_id,
+                            RecordingState::Waiting,
+                            Some((Problem::Stalled, why)),
+                        )
+                        .await?;
+                    }
+                    tokio::time::sleep(retry_in).await;
+                    continue;
                 }
             };
-            attempt += 1;
-            let retry_in = self.backoff.delay(attempt, retry_after);
-            let event = if offline {
-                UploadEvent::WaitingForNetwork { reason, retry_in }
-            } else {
-                UploadEvent::Retrying { reason, retry_in }
-            };
-            let _ = self.events.send(event);
-            tokio::time::sleep(retry_in).await;
+            match etag {
+                Ok(etag) => {
+                    self.in_flight.went_through();
+                    if self.stalled.swap(false, Ordering::SeqCst) {
+                        move_to(&self.journal, self.local_id, RecordingState::Uploading, None).await?;
+                    }
+                    return Ok(PartRecord { number, offset, size, md5_hex, etag });
+                }
+                Err((reason, retry_after)) => {
+                    attempt += 1;
+                    let retry_in = self.backoff.delay(attempt, retry_after);
+                    let _ = self.events.send(UploadEvent::Retrying { reason, retry_in });
+                    tokio::time::sleep(retry_in).await;
+                }
+            }
+        }
+    }
+
+    /// The ETag storage lists for part `number` when it holds all `size`
+    /// bytes of it; `None` when it does not list it (yet).
+    async fn listed_etag(&self, number: u32, size: u64) -> std::result::Result<Option<String>, Interrupted> {
+        let request = ListPartsRequest {
+            recording_id: self.session.server_recording_id.clone(),
+            upload_id: self.session.upload_id.clone(),
+        };
+        match self.client.list_parts(&request).await {
+            Ok(listed) => Ok(listed
+                .parts
+                .into_iter()
+                .find(|part| part.part_number == number && part.size_bytes == size)
+                .map(|part| part.etag.trim().trim_matches('"').to_owned())
+                .filter(|etag| !etag.is_empty())),
+            Err(err) if session_gone(&err) => Err(Interrupted::SessionGone(err.to_string())),
+            Err(err @ CallError::Refused { .. }) => Err(refused(err).into()),
+            Err(_) => Ok(None),
         }
     }
 
@@ -778,7 +1164,7 @@ impl PartSender {
         offset: u64,
         size: u64,
         digest: [u8; 16],
-    ) -> Result<std::result::Result<String, CallError>> {
+    ) -> Result<std::result::Result<PutAnswer, CallError>> {
         let request = PartsRequest {
             recording_id: self.session.server_recording_id.clone(),
             upload_id: self.session.upload_id.clone(),
@@ -807,10 +1193,26 @@ impl PartSender {
         offset: u64,
         size: u64,
         digest: [u8; 16],
-    ) -> Result<std::result::Result<String, CallError>> {
-        let PartBody { body, read } =
-            PartBody::stream(self.path.clone(), offset, size, self.chunks.clone(), self.sha256.clone());
-        let answer = self.answer(part, body, size, digest).await;
+    ) -> Result<std::result::Result<PutAnswer, CallError>> {
+        let progress = Progress::default();
+        let PartBody { body, read } = PartBody::stream(
+            self.path.clone(),
+            offset,
+            size,
+            self.chunks.clone(),
+            self.sha256.clone(),
+            progress.clone(),
+        );
+        // Slowness is fine, silence is not: the attempt ends when no byte
+        // was acknowledged for the stall timeout (the connection fails with
+        // a timeout), or nothing happened at all for several (see
+        // [`WATCH_STALLS`]).
+        let answer = tokio::select! {
+            answer = self.answer(part, body, size, digest, &progress) => answer,
+            stalled_for = progress.stalled(self.stall_timeout * WATCH_STALLS) => {
+                Err(CallError::Stalled { stalled_for })
+            }
+        };
         read.await
             .map_err(|err| Error::Internal(format!("the part's reader stopped: {err}")))?
             .map_err(|source| Error::Read { path: self.path.display().to_string(), source })?;
@@ -824,33 +1226,57 @@ impl PartSender {
         body: reqwest::Body,
         size: u64,
         digest: [u8; 16],
-    ) -> std::result::Result<String, CallError> {
+        progress: &Progress,
+    ) -> std::result::Result<PutAnswer, CallError> {
         let number = part.part_number;
         // A streamed body has no length of its own; storage needs one.
-        let mut put =
-            self.client.http().put(&part.url).header(reqwest::header::CONTENT_LENGTH, size).body(body);
+        let mut put = self.http.put(&part.url).header(reqwest::header::CONTENT_LENGTH, size).body(body);
         for (name, value) in &part.headers {
             put = put.header(name, value);
         }
-        if !part.headers.keys().any(|name| name.eq_ignore_ascii_case("content-md5")) {
+        let md5_signed = part.headers.keys().any(|name| name.eq_ignore_ascii_case("content-md5"));
+        if !md5_signed {
             put = put.header("Content-MD5", base64::engine::general_purpose::STANDARD.encode(digest));
         }
-        let response = put.send().await.map_err(|err| self.client.network_error(&err))?;
+        let response = put.send().await.map_err(|err| match self.client.network_error(&err) {
+            // The system ended a connection whose bytes were not acknowledged.
+            CallError::Stalled { .. } => CallError::Stalled { stalled_for: self.stall_timeout },
+            other => other,
+        })?;
+        progress.moved(0);
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            return Ok(etag.trim().trim_matches('"').to_owned());
+            return Ok(PutAnswer { etag: etag.trim().trim_matches('"').to_owned(), md5_signed });
         }
         let retry_after = crate::client::retry_after(response.headers());
         let body = response.bytes().await.unwrap_or_default();
+        let host = reqwest::Url::parse(&part.url)
+            .ok()
+            .and_then(|url| {
+                url.host_str().map(|host| match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_owned(),
+                })
+            })
+            .unwrap_or_default();
         Err(match status {
             // Storage errors are S3 XML, not the API's JSON: keep them whole.
-            403 => CallError::Refused { status, message: String::from_utf8_lossy(&body).into_owned() },
+            403 => CallError::Refused {
+                status,
+                code: ErrorCode::Unknown,
+                message: String::from_utf8_lossy(&body).into_owned(),
+            },
             408 | 429 | 500..=599 => {
                 CallError::Transient { reason: format!("storage answered {status}"), retry_after }
             }
-            // A 404 from storage means the multipart upload is gone.
-            404 => CallError::Refused { status, message: "storage no longer has this upload".into() },
+            // A 404 from storage: the multipart upload is gone, or the URL
+            // does not reach storage; the engine asks the API which.
+            404 | 409 => CallError::Refused {
+                status,
+                code: ErrorCode::Unknown,
+                message: format!("storage at {host} answered {status} to part {number}"),
+            },
             _ => CallError::Transient {
                 reason: format!(
                     "storage refused part {number} ({status}: {})",
@@ -862,9 +1288,33 @@ impl PartSender {
     }
 }
 
+/// Whether storage still holds journaled `part`, listed with `etag` and
+/// `size`: by its MD5, or by the opaque ETag journaled for it (see the
+/// module docs), which is storage's own.
+fn still_stored(part: &PartRecord, etag: &str, size: u64) -> bool {
+    size == part.size && (etag == part.md5_hex || etag == part.etag)
+}
+
+/// Whether a refusal of a call about a session means the server ended the
+/// session (start a new one). Codes decide; a server that sends none (an
+/// LMS) is judged by its status. "No such endpoint" is a wrong address, not
+/// an ended session.
+fn session_gone(err: &CallError) -> bool {
+    match err {
+        CallError::Refused { status: 404, code, .. } => {
+            matches!(code, ErrorCode::NotFound | ErrorCode::Unknown)
+        }
+        CallError::Refused { status: 409, code, .. } => matches!(
+            code,
+            ErrorCode::UploadAborted | ErrorCode::UploadExpired | ErrorCode::UploadLost | ErrorCode::Unknown
+        ),
+        _ => false,
+    }
+}
+
 fn refused(err: CallError) -> Error {
     match err {
-        CallError::Refused { status: 401, message } => Error::Unauthorized(message),
+        CallError::Refused { status: 401, message, .. } => Error::Unauthorized(message),
         other => Error::Refused(other.to_string()),
     }
 }
@@ -1054,5 +1504,64 @@ mod tests {
         assert_eq!(sha256_fed(&data, &without_first).await, None, "part 1 never came");
         let first_last: Vec<u32> = (2..=parts).chain([1]).collect();
         assert_eq!(sha256_fed(&data, &first_last).await, None, "too many waited for part 1");
+    }
+
+    #[test]
+    fn stalls_lower_the_parts_in_flight_to_one_and_parts_through_raise_them_again() {
+        let in_flight = InFlight::new(4);
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            seen.push(in_flight.stalled());
+        }
+        assert_eq!(seen, [4, 3, 3, 2, 2, 1, 1, 1], "one fewer every {STALLS_BEFORE_FEWER} stalls, never 0");
+        for _ in 0..PARTS_BEFORE_MORE {
+            in_flight.went_through();
+        }
+        assert_eq!(in_flight.allowed(), 2, "one more after {PARTS_BEFORE_MORE} parts through");
+        for _ in 0..10 * PARTS_BEFORE_MORE {
+            in_flight.went_through();
+        }
+        assert_eq!(in_flight.allowed(), 4, "never more than configured");
+    }
+
+    #[tokio::test]
+    async fn a_put_waits_for_a_place_on_the_wire() {
+        let in_flight = InFlight::new(1);
+        let first = in_flight.acquire().await;
+        let waiting = tokio::time::timeout(Duration::from_millis(100), in_flight.acquire()).await;
+        assert!(waiting.is_err(), "the second waits while the first is on the wire");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), in_flight.acquire()).await;
+        assert!(second.is_ok(), "and goes once the first is done");
+    }
+
+    #[test]
+    fn a_session_is_gone_by_code_or_by_status_when_there_is_no_code() {
+        let refusal =
+            |status, code| CallError::Refused { status, code, message: "whatever the words".into() };
+        assert!(session_gone(&refusal(409, ErrorCode::UploadExpired)));
+        assert!(session_gone(&refusal(409, ErrorCode::UploadAborted)));
+        assert!(session_gone(&refusal(404, ErrorCode::NotFound)));
+        assert!(session_gone(&refusal(404, ErrorCode::Unknown)), "an LMS that sends no code");
+        assert!(
+            !session_gone(&refusal(404, ErrorCode::NoSuchEndpoint)),
+            "a wrong address is not a gone session"
+        );
+        assert!(!session_gone(&refusal(409, ErrorCode::FinishConflict)));
+        assert!(!session_gone(&refusal(400, ErrorCode::InvalidRequest)));
+        assert!(!session_gone(&CallError::Stalled { stalled_for: Duration::from_secs(1) }));
+    }
+
+    #[test]
+    fn a_journaled_part_is_adopted_by_its_md5_or_by_its_journaled_opaque_etag() {
+        let md5_hex = "9e107d9d372bb6826bd81d3542a419d6".to_owned();
+        let plain =
+            PartRecord { number: 1, offset: 0, size: 10, md5_hex: md5_hex.clone(), etag: md5_hex.clone() };
+        assert!(still_stored(&plain, &md5_hex, 10));
+        assert!(!still_stored(&plain, &md5_hex, 9), "a short part is not the part");
+        assert!(!still_stored(&plain, "other", 10));
+        let opaque = PartRecord { etag: "kms-5d41402abc4b2a76".into(), ..plain };
+        assert!(still_stored(&opaque, "kms-5d41402abc4b2a76", 10), "storage's own ETag, as journaled");
+        assert!(!still_stored(&opaque, "kms-another", 10));
     }
 }

@@ -29,8 +29,10 @@ mod lanes;
 mod source;
 
 pub use backoff::Backoff;
-pub use client::{ApiClient, CallError};
-pub use engine::{UploadConfig, UploadEvent, UploadHandle, Uploaded, sha256_file};
+pub use client::{API_TIMEOUT, ApiClient, CONNECT_TIMEOUT, CallError, STALL_TIMEOUT};
+pub use engine::{
+    MAX_SESSION_RESTARTS, READY_DEADLINE, UploadConfig, UploadEvent, UploadHandle, Uploaded, sha256_file,
+};
 pub use source::{Source, SourceState};
 
 /// Why an upload stopped. Each message says what happened and what to do.
@@ -89,6 +91,38 @@ pub enum Error {
         /// The server's SHA-256.
         server: String,
     },
+    /// The server kept ending the upload session.
+    #[error(
+        "The server ended the upload {times} times in a row (last: {reason}), so Opptak stopped asking for new ones. The recording stays on this computer. Check the server address, or ask your IT administrator whether the server keeps its uploads."
+    )]
+    SessionsKeepEnding {
+        /// Sessions ended in this run.
+        times: u32,
+        /// The server's last reason.
+        reason: String,
+    },
+    /// The part URLs the server hands out do not reach its storage.
+    #[error(
+        "The server accepted the upload, but the address it gives for the recording's data does not reach its storage ({answer}, {times} times). The recording stays on this computer. Check the server address, or ask your IT administrator to check the server's public address and that it passes on the /storage/ path."
+    )]
+    StorageNotFound {
+        /// What storage answered, naming its host.
+        answer: String,
+        /// How many times.
+        times: u32,
+    },
+    /// The server did not finish checking the recording in time. Not a
+    /// failure: the recording stays `processing`.
+    #[error(
+        "Every part is on the server, but it was still checking the recording after {} minutes. The recording stays on this computer and the check is asked about again when uploads resume.",
+        .waited.as_secs().div_ceil(60)
+    )]
+    StillChecking {
+        /// The server's recording id.
+        recording_id: String,
+        /// How long the upload waited.
+        waited: std::time::Duration,
+    },
     /// The local file could not be read.
     #[error("Cannot read {path}: {source}. Check that the file exists and is readable.")]
     Read {
@@ -100,6 +134,30 @@ pub enum Error {
     /// A bug or a runtime failure.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl Error {
+    /// The journal's machine-readable reason for an upload that ended with
+    /// this error: whether it needs the teacher or may be retried by itself.
+    pub fn problem(&self) -> opptak_journal::Problem {
+        use opptak_journal::Problem;
+        match self {
+            Self::Unauthorized(_) => Problem::TokenRefused,
+            Self::FileChanged { .. } => Problem::FileChanged,
+            Self::Read { .. } | Self::UnknownRecording(_) => Problem::FileMissing,
+            Self::ServerRejected(_) => Problem::Rejected,
+            // A new session, or part URLs that reach storage, may come
+            // once the server (or its IT) is fixed.
+            Self::SessionsKeepEnding { .. } | Self::StorageNotFound { .. } => Problem::SessionRestarts,
+            Self::SourceAbandoned => Problem::RecorderError,
+            // The server holds other bytes than were sent: a new upload can fix it.
+            Self::ChecksumMismatch { .. } => Problem::Storage,
+            Self::StillChecking { .. } => Problem::ServerBusy,
+            Self::Journal(_) | Self::AlreadyUploaded | Self::Refused(_) | Self::Internal(_) => {
+                Problem::Unknown
+            }
+        }
+    }
 }
 
 /// The result type of this crate.

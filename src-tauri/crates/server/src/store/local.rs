@@ -7,7 +7,21 @@
 //!   truncate and a rename;
 //! - `uploads/<upload id>/parts/<n>` — "md5 size" of a part, written only
 //!   after its bytes are synced: a part is listed only once it is whole;
-//! - `objects/<key>` and `objects/<key>.meta.json` — completed objects.
+//! - `objects/<key>` and `objects/<key>.meta.json` — completed objects;
+//! - `signing.key` — the URL-signing key, readable by its owner only.
+//!
+//! Crash consistency (a power cut may come between any two steps):
+//! - a part is answered 200 only once its bytes, its marker and the
+//!   marker's directory entry are synced, so a part a client was told is
+//!   stored is still listed after the crash;
+//! - completing writes the object's meta (size and composite ETag), then
+//!   moves `data` to `objects/<key>` (synced): that move is the commit. The
+//!   upload folder is then renamed to `<upload id>.removing` (atomic) and
+//!   deleted. A completion repeated after a crash at any point returns the
+//!   object: with the folder still there but `data` gone, the object's meta
+//!   shows the same parts were completed; with the folder gone, the object
+//!   is there. A folder left half-deleted is `*.removing`, deleted by
+//!   [`LocalStore::open`].
 //!
 //! Clients PUT parts and GET objects through the server's own `/storage/…`
 //! routes ([`LocalStore::router`]) with URLs signed by HMAC-SHA256 over the
@@ -84,17 +98,23 @@ fn upload_io_err(err: std::io::Error) -> StoreError {
 
 impl LocalStore {
     /// Opens (creating) the store under `root`. The URL-signing key lives in
-    /// `root/signing.key` so URLs stay valid across restarts.
+    /// `root/signing.key` (mode 0600) so URLs stay valid across restarts.
+    /// Upload folders a crash left half-deleted are deleted now.
     pub fn open(root: &Path) -> StoreResult<Self> {
         for dir in ["uploads", "objects"] {
             std::fs::create_dir_all(root.join(dir)).map_err(io_err)?;
         }
+        remove_half_deleted_uploads(&root.join("uploads")).map_err(io_err)?;
         let key_path = root.join("signing.key");
         let secret = match std::fs::read(&key_path) {
-            Ok(bytes) if bytes.len() == 32 => bytes.try_into().expect("length checked"),
+            Ok(bytes) if bytes.len() == 32 => {
+                // A key written by a version that left it readable by all.
+                keep_private(&key_path).map_err(io_err)?;
+                bytes.try_into().expect("length checked")
+            }
             _ => {
                 let secret: [u8; 32] = rand::random();
-                write_synced(&key_path, &secret).map_err(io_err)?;
+                write_synced_private(&key_path, &secret).map_err(io_err)?;
                 secret
             }
         };
@@ -248,6 +268,7 @@ impl LocalStore {
         }
     }
 
+    /// Completes an upload; see the module's notes on crash consistency.
     fn complete_blocking(
         &self,
         key: &str,
@@ -297,21 +318,100 @@ impl LocalStore {
             .ok_or_else(|| StoreError::Invalid("an ETag is not an MD5".into()))?;
 
         let dir = self.upload_dir(upload_id)?;
-        let data = std::fs::OpenOptions::new().write(true).open(dir.join("data")).map_err(upload_io_err)?;
-        data.set_len(size).map_err(io_err)?;
-        data.sync_all().map_err(io_err)?;
-        let object = self.object_path(key)?;
-        let parent = object.parent().expect("object paths have a parent");
-        std::fs::create_dir_all(parent).map_err(io_err)?;
-        write_synced(
-            &meta_path_of(&object),
-            &serde_json::to_vec(&ObjectMeta { size, etag: etag.clone() }).expect("serialisable"),
-        )
-        .map_err(io_err)?;
-        std::fs::rename(dir.join("data"), &object).map_err(io_err)?;
-        sync_dir(parent).map_err(io_err)?;
-        std::fs::remove_dir_all(&dir).map_err(io_err)?;
+        match std::fs::OpenOptions::new().write(true).open(dir.join("data")) {
+            Ok(data) => {
+                data.set_len(size).map_err(io_err)?;
+                data.sync_all().map_err(io_err)?;
+                let object = self.object_path(key)?;
+                let parent = object.parent().expect("object paths have a parent");
+                std::fs::create_dir_all(parent).map_err(io_err)?;
+                write_synced(
+                    &meta_path_of(&object),
+                    &serde_json::to_vec(&ObjectMeta { size, etag: etag.clone() }).expect("serialisable"),
+                )
+                .map_err(io_err)?;
+                std::fs::rename(dir.join("data"), &object).map_err(io_err)?;
+                sync_dir(parent).map_err(io_err)?;
+            }
+            // Moved by a completion that died before deleting the folder:
+            // done if the object is these parts, lost otherwise.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => match self.existing_object(key) {
+                Ok(found) if found.size == size && found.etag.as_deref() == Some(etag.as_str()) => {}
+                Ok(_) | Err(StoreError::NoSuchObject) => return Err(StoreError::NoSuchUpload),
+                Err(other) => return Err(other),
+            },
+            Err(err) => return Err(io_err(err)),
+        }
+        crash_point("local_store_after_move");
+        self.remove_upload_dir(upload_id)?;
         Ok(ObjectInfo { size, etag: Some(etag) })
+    }
+
+    /// Deletes an upload's folder: first renamed out of the way in one
+    /// step, so a crash while deleting leaves no upload that looks open
+    /// with some of its files gone, only a `*.removing` folder for
+    /// [`LocalStore::open`] to finish deleting.
+    fn remove_upload_dir(&self, upload_id: &str) -> StoreResult<()> {
+        let dir = self.upload_dir(upload_id)?;
+        let doomed = dir.with_extension(REMOVING);
+        match std::fs::rename(&dir, &doomed) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(io_err(err)),
+        }
+        sync_dir(&self.inner.root.join("uploads")).map_err(io_err)?;
+        std::fs::remove_dir_all(&doomed).map_err(io_err)
+    }
+}
+
+/// The extension of an upload folder being deleted (never a valid upload id).
+const REMOVING: &str = "removing";
+
+/// Deletes the `*.removing` folders under `uploads` that a crash left.
+fn remove_half_deleted_uploads(uploads: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(uploads)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|extension| extension == REMOVING) {
+            match std::fs::remove_dir_all(&path) {
+                // Another handle on the folder got there first.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Environment variable naming the one [`crash_point`] to stop at.
+const PAUSE_AT_VAR: &str = "OPPTAK_TEST_PAUSE_AT";
+/// Environment variable naming the folder where the `<point>.reached` file goes.
+const PAUSE_DIR_VAR: &str = "OPPTAK_TEST_PAUSE_DIR";
+/// How long a process waits at its crash point for the test to kill it.
+const PAUSE_LIMIT: Duration = Duration::from_secs(600);
+
+/// A named point where the crash tests (`tests/tests/local_store_crash.rs`)
+/// SIGKILL the server. Inert unless the environment variable
+/// `OPPTAK_TEST_PAUSE_AT` names `point`: then the process writes its id to
+/// `<point>.reached` in the folder `OPPTAK_TEST_PAUSE_DIR` names and
+/// sleeps (at most [`PAUSE_LIMIT`]), so the test sees the file and kills it
+/// exactly here. Call only on a blocking thread. The points:
+/// - `local_store_part_written`: a part's bytes are synced, its marker not yet written;
+/// - `local_store_part_recorded`: its marker is synced, the 200 not yet sent;
+/// - `local_store_after_move`: `data` is moved into `objects/`, the upload
+///   folder not yet deleted.
+fn crash_point(point: &str) {
+    static PAUSE: OnceLock<Option<(String, PathBuf)>> = OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        let at = std::env::var(PAUSE_AT_VAR).ok().filter(|at| !at.is_empty())?;
+        let dir = std::env::var_os(PAUSE_DIR_VAR).map_or_else(std::env::temp_dir, PathBuf::from);
+        Some((at, dir))
+    });
+    if let Some((at, dir)) = pause
+        && at == point
+    {
+        tracing::warn!(point, "pausing at a crash point for a test");
+        let _ = std::fs::write(dir.join(format!("{point}.reached")), std::process::id().to_string());
+        std::thread::sleep(PAUSE_LIMIT);
     }
 }
 
@@ -328,16 +428,57 @@ fn unix_now() -> u64 {
 /// Writes `bytes` to `path` through a temporary file and a rename, synced,
 /// so readers see the old content or the new, never half.
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_synced_from(path, bytes, std::fs::OpenOptions::new())
+}
+
+/// [`write_synced`] for a secret: the file is created readable and writable
+/// by its owner only (0600), never briefly readable by others.
+fn write_synced_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    write_synced_from(path, bytes, options)
+}
+
+fn write_synced_from(path: &Path, bytes: &[u8], mut options: std::fs::OpenOptions) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-    let mut file = std::fs::File::create(&tmp)?;
+    let mut file = options.write(true).create_new(true).open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Makes an existing secret file readable by its owner only.
+fn keep_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path)?.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+impl LocalStore {
+    /// Runs `work` on a blocking thread: even a small metadata read may wait
+    /// on a busy disk, and that wait must not hold an async worker.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&LocalStore) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?
+    }
 }
 
 #[async_trait]
@@ -388,14 +529,12 @@ impl MediaStore for LocalStore {
     }
 
     async fn list_parts(&self, _key: &str, upload_id: &str) -> StoreResult<Vec<StoredPart>> {
-        let store = self.clone();
         let upload_id = upload_id.to_owned();
-        tokio::task::spawn_blocking(move || {
+        self.off_thread(move |store| {
             store.read_upload_meta(&upload_id)?;
             store.read_parts(&upload_id)
         })
         .await
-        .map_err(|err| StoreError::Unavailable(err.to_string()))?
     }
 
     async fn complete_upload(
@@ -404,29 +543,27 @@ impl MediaStore for LocalStore {
         upload_id: &str,
         parts: &[CompletedPart],
     ) -> StoreResult<ObjectInfo> {
-        let (store, key, upload_id, parts) =
-            (self.clone(), key.to_owned(), upload_id.to_owned(), parts.to_vec());
-        tokio::task::spawn_blocking(move || store.complete_blocking(&key, &upload_id, &parts))
-            .await
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?
+        let (key, upload_id, parts) = (key.to_owned(), upload_id.to_owned(), parts.to_vec());
+        self.off_thread(move |store| store.complete_blocking(&key, &upload_id, &parts)).await
     }
 
     async fn abort_upload(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
-        let dir = self.upload_dir(upload_id)?;
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(io_err(err)),
-        }
+        let upload_id = upload_id.to_owned();
+        self.off_thread(move |store| store.remove_upload_dir(&upload_id)).await
     }
 
     async fn head_object(&self, key: &str) -> StoreResult<ObjectInfo> {
-        self.existing_object(key)
+        let key = key.to_owned();
+        self.off_thread(move |store| store.existing_object(&key)).await
     }
 
     async fn fetch_to_file(&self, key: &str, _scratch: &Path) -> StoreResult<LocalCopy> {
-        self.existing_object(key)?;
-        Ok(LocalCopy { path: self.object_path(key)?, temporary: false })
+        let key = key.to_owned();
+        self.off_thread(move |store| {
+            store.existing_object(&key)?;
+            Ok(LocalCopy { path: store.object_path(&key)?, temporary: false })
+        })
+        .await
     }
 
     async fn presign_get(&self, key: &str, expires_in: Duration) -> StoreResult<PresignedRequest> {
@@ -506,7 +643,8 @@ async fn put_part(
             "Part numbers run from 1 to 10000.",
         );
     };
-    let meta = match store.read_upload_meta(&upload_id) {
+    let read_id = upload_id.clone();
+    let meta = match store.off_thread(move |store| store.read_upload_meta(&read_id)).await {
         Ok(meta) => meta,
         Err(err) => return store_failure(&err),
     };
@@ -588,12 +726,19 @@ impl LocalStore {
         let result = async {
             let file = tokio::fs::File::create(&staging).await.map_err(failed)?;
             let (md5_hex, size) = self.receive_into(file, None, 0, part_size, expected_md5, body).await?;
-            // The replacement is whole and checked: only now does the old copy go.
+            // The replacement is whole and checked: only now does the old copy
+            // go, and its marker is gone for good (synced) before the bytes it
+            // describes are overwritten.
             match tokio::fs::remove_file(&marker).await {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => return Err(failed(err)),
             }
+            let parts_dir = dir.join("parts");
+            tokio::task::spawn_blocking(move || sync_dir(&parts_dir))
+                .await
+                .map_err(|err| store_failure(&StoreError::Unavailable(err.to_string())))?
+                .map_err(failed)?;
             let mut data = open_data(&dir).await?;
             data.seek(std::io::SeekFrom::Start(offset)).await.map_err(failed)?;
             let mut staged = tokio::fs::File::open(&staging).await.map_err(failed)?;
@@ -838,16 +983,18 @@ async fn open_data(upload_dir: &Path) -> Result<tokio::fs::File, Response> {
 
 /// Records a part as stored ("md5 size" in its marker file); returns its MD5.
 ///
-/// The marker is not fsynced: the part's bytes already are, so a marker that
-/// survives a crash describes durable bytes, and one lost (or cut short,
-/// which `read_parts` skips) only makes the client send the part again.
-/// This saves two fsyncs per part.
+/// The part's bytes are synced before; the marker and its directory entry
+/// are synced here, before the part is answered: a client told "stored"
+/// journals the part and never sends it again, so after a power cut the
+/// part must still be listed (it used to be lost with an unsynced marker,
+/// and finish then refused the session).
 async fn record_part(marker: PathBuf, md5_hex: String, size: u64) -> Result<String, Response> {
     let record = format!("{md5_hex} {size}\n");
     tokio::task::spawn_blocking(move || {
-        let tmp = marker.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&tmp, record.as_bytes())?;
-        std::fs::rename(&tmp, &marker)
+        crash_point("local_store_part_written");
+        write_synced(&marker, record.as_bytes())?;
+        crash_point("local_store_part_recorded");
+        Ok::<_, std::io::Error>(())
     })
     .await
     .map_err(|err| store_failure(&StoreError::Unavailable(err.to_string())))?
@@ -865,7 +1012,11 @@ async fn get_object(
     if let Err(refused) = store.verify("GET", &key, "", 0, &query) {
         return refused;
     }
-    let path = match store.existing_object(&key).and_then(|_| store.object_path(&key)) {
+    let object = key.clone();
+    let path = match store
+        .off_thread(move |store| store.existing_object(&object).and_then(|_| store.object_path(&object)))
+        .await
+    {
         Ok(path) => path,
         Err(err) => return store_failure(&err),
     };
@@ -879,6 +1030,85 @@ async fn get_object(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_signing_key_is_readable_by_its_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        LocalStore::open(root.path()).unwrap();
+        let key = root.path().join("signing.key");
+        assert_eq!(mode(&key), 0o600, "a new key");
+
+        // One an earlier version left readable by all is made private, and kept.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let before = std::fs::read(&key).unwrap();
+        LocalStore::open(root.path()).unwrap();
+        assert_eq!(mode(&key), 0o600, "an old key");
+        assert_eq!(std::fs::read(&key).unwrap(), before, "the key is kept, so signed URLs stay valid");
+    }
+
+    #[test]
+    fn opening_deletes_upload_folders_a_crash_left_half_deleted() {
+        let root = tempfile::tempdir().unwrap();
+        let uploads = root.path().join("uploads");
+        let doomed = uploads.join(format!("0123abcd.{REMOVING}"));
+        std::fs::create_dir_all(doomed.join("parts")).unwrap();
+        std::fs::write(doomed.join("parts/1"), "d41d8cd98f00b204e9800998ecf8427e 0\n").unwrap();
+        let open_upload = uploads.join("4567ef");
+        std::fs::create_dir_all(open_upload.join("parts")).unwrap();
+        LocalStore::open(root.path()).unwrap();
+        assert!(!doomed.exists(), "the half-deleted folder is gone");
+        assert!(open_upload.exists(), "an upload's folder is kept");
+    }
+
+    /// Completion after a crash that came between moving `data` into
+    /// `objects/` and deleting the upload folder: the folder is back as it
+    /// was then (meta and markers, no `data`).
+    #[tokio::test]
+    async fn a_completion_that_died_after_the_move_completes_again() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(root.path()).unwrap();
+        let key = "recordings/1/lesson.wav";
+        let upload = store.create_upload(key, "audio/wav", 1024).await.unwrap();
+        let mut parts = Vec::new();
+        for (number, bytes) in [(1u32, vec![1u8; 1024]), (2, vec![2u8; 100])] {
+            let etag = store.receive_part(&upload, number, 1024, None, Body::from(bytes)).await.unwrap();
+            parts.push(CompletedPart { part_number: number, etag });
+        }
+        let folder = root.path().join("uploads").join(&upload);
+        let markers: Vec<(PathBuf, Vec<u8>)> = ["meta.json", "parts/1", "parts/2"]
+            .iter()
+            .map(|name| (folder.join(name), std::fs::read(folder.join(name)).unwrap()))
+            .collect();
+
+        let first = store.complete_upload(key, &upload, &parts).await.unwrap();
+        assert!(!folder.exists(), "a completed upload's folder is deleted");
+        std::fs::create_dir_all(folder.join("parts")).unwrap();
+        for (path, bytes) in &markers {
+            std::fs::write(path, bytes).unwrap();
+        }
+
+        let again = store.complete_upload(key, &upload, &parts).await.unwrap();
+        assert_eq!(again, first, "the same object, not NoSuchUpload");
+        assert!(!folder.exists(), "the left-over folder is deleted");
+        let object = std::fs::read(root.path().join("objects").join(key)).unwrap();
+        assert_eq!(object.len(), 1124);
+
+        // Different parts than the object was made of: the upload is lost, not done.
+        std::fs::create_dir_all(folder.join("parts")).unwrap();
+        for (path, bytes) in &markers {
+            std::fs::write(path, bytes).unwrap();
+        }
+        let other = [CompletedPart { part_number: 1, etag: parts[0].etag.clone() }];
+        assert!(matches!(store.complete_upload(key, &upload, &other).await, Err(StoreError::NoSuchUpload)));
+    }
 
     #[test]
     fn a_lent_block_comes_back_aligned_once_its_write_and_its_hashing_are_done() {

@@ -14,6 +14,8 @@ use async_trait::async_trait;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(test)]
+pub(crate) mod interfering;
 mod local;
 mod md5_lanes;
 mod s3;
