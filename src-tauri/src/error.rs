@@ -22,10 +22,28 @@ impl CommandError {
 
 impl From<opptak_core::Error> for CommandError {
     fn from(err: opptak_core::Error) -> Self {
+        use opptak_core::Error as Engine;
+        use opptak_core::app_engine::CaptureError as Capture;
         let code = match &err {
-            opptak_core::Error::NoHomeDirectory => "no_home_directory",
-            opptak_core::Error::DataDirUnusable { .. } => "data_dir_unusable",
-            opptak_core::Error::Logging { .. } => "logging",
+            Engine::NoHomeDirectory => "no_home_directory",
+            Engine::DataDirUnusable { .. } => "data_dir_unusable",
+            Engine::Logging { .. } => "logging",
+            Engine::AlreadyRecording => "already_recording",
+            Engine::NotRecording => "not_recording",
+            // The engine's own words point at `opptak devices`, a command a
+            // teacher in the app never types.
+            Engine::Capture(Capture::UnknownDevice { name }) => {
+                return Self::new(
+                    "unknown_device",
+                    format!(
+                        "The microphone \"{name}\" is not connected any more. Choose another microphone in the list and try again."
+                    ),
+                );
+            }
+            Engine::Capture(Capture::NoMicrophone { .. }) => "no_microphone",
+            Engine::Capture(Capture::DiskFull { .. }) => "disk_full",
+            Engine::Capture(Capture::Backend(_)) => "sound_system",
+            Engine::Capture(_) | Engine::Recording(_) => "recording_failed",
             _ => "engine",
         };
         Self::new(code, err.to_string())

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use opptak_core::logging::{self, LogFormat};
-use opptak_core::uploads::UploadConfig;
-use opptak_core::{DataDir, Destination, Opptak, Target};
+use opptak_core::{AppEngine, DataDir};
 use tauri::Runtime;
 
 pub mod commands;
 mod error;
+pub mod events;
 
 pub use error::CommandError;
 
@@ -25,16 +25,22 @@ pub struct AppState {
     pub data_dir: DataDir,
     /// The log file written now.
     pub log_file: PathBuf,
-    /// Where recordings go, in words ("This computer (http://127.0.0.1:…)").
-    pub destination: String,
-    /// The embedded server, kept running while the app is open.
-    pub embedded: Option<Arc<Destination>>,
+    /// The engine: the journal, the server inside the app and the one
+    /// recording; or, when the journal cannot open, what to tell the teacher.
+    pub engine: Result<Arc<AppEngine>, CommandError>,
 }
 
 /// The commands and their TypeScript bindings, from one list.
 pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
-    tauri_specta::Builder::<R>::new()
-        .commands(tauri_specta::collect_commands![commands::app_info, commands::doctor])
+    tauri_specta::Builder::<R>::new().commands(tauri_specta::collect_commands![
+        commands::app_info,
+        commands::doctor,
+        commands::list_microphones,
+        commands::start_recording,
+        commands::pause_recording,
+        commands::resume_recording,
+        commands::stop_recording
+    ])
 }
 
 /// Writes the UI's TypeScript bindings to `path`.
@@ -50,31 +56,18 @@ pub fn create_app<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> ta
     builder.manage(state).invoke_handler(bindings.invoke_handler())
 }
 
-/// Starts Opptak's own server in this process ("This computer"), the
-/// default destination, so recordings upload with no network and no LMS.
-/// When it cannot start, the app still opens and says why in Settings.
-fn start_embedded_destination(data_dir: &DataDir) -> (String, Option<Arc<Destination>>) {
-    let started = tauri::async_runtime::block_on(async {
-        let opptak = Opptak::open(data_dir)?;
-        let destination = opptak.connect(&Target::Embedded).await?;
-        // Uploads a crash, a closed lid or a lost network interrupted go on
-        // in the background; their state is in the journal.
-        match opptak.resume_all(Some(&destination), UploadConfig::default()).await {
-            Ok(running) => tracing::info!(uploads = running.len(), "resumed unfinished uploads"),
-            Err(err) => tracing::error!(error = %err, "could not resume unfinished uploads"),
-        }
-        Ok::<_, opptak_core::Error>(destination)
-    });
-    match started {
-        Ok(destination) => {
-            let label =
-                format!("{} ({})", opptak_core::uploads::EMBEDDED_NAME, destination.client.base_url());
-            tracing::info!(destination = %label, "embedded destination ready");
-            (label, Some(Arc::new(destination)))
+/// Opens the engine and starts Opptak's own server in this process ("This
+/// computer"), the default destination, so recordings upload with no
+/// network and no LMS. When it cannot open, the app still opens and says why.
+fn open_engine(data_dir: &DataDir) -> Result<Arc<AppEngine>, CommandError> {
+    match tauri::async_runtime::block_on(AppEngine::open(data_dir)) {
+        Ok(engine) => {
+            tracing::info!(destination = %engine.destination_label(), "engine ready");
+            Ok(Arc::new(engine))
         }
         Err(err) => {
-            tracing::error!(error = %err, "embedded destination failed");
-            (format!("{} is not available: {err}", opptak_core::uploads::EMBEDDED_NAME), None)
+            tracing::error!(error = %err, "engine failed to open");
+            Err(err.into())
         }
     }
 }
@@ -99,8 +92,8 @@ pub fn run() -> ExitCode {
         }
     };
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.path().display(), "Opptak desktop starting");
-    let (destination, embedded) = start_embedded_destination(&data_dir);
-    let state = AppState { data_dir, log_file, destination, embedded };
+    let engine = open_engine(&data_dir);
+    let state = AppState { data_dir, log_file, engine };
     match create_app(tauri::Builder::default(), state).run(tauri::generate_context!()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -121,24 +114,49 @@ mod tests {
     use tauri::webview::InvokeRequest;
 
     fn invoke(cmd: &str, data_dir: &std::path::Path) -> Result<serde_json::Value, serde_json::Value> {
-        let state = AppState {
-            data_dir: DataDir::at(data_dir),
-            log_file: data_dir.join("logs/opptak.log"),
-            destination: "This computer (test)".into(),
-            embedded: None,
-        };
+        invoke_with(cmd, data_dir, serde_json::json!({}))
+    }
+
+    /// Calls `cmd` with `args` on an app whose engine uploads nowhere (no
+    /// server is started: the window test records to a real one).
+    fn invoke_with(
+        cmd: &str,
+        data_dir: &std::path::Path,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        let engine = opptak_core::Opptak::open(&DataDir::at(data_dir))
+            .map(|opptak| Arc::new(AppEngine::with_destination(opptak, None, "This computer (test)".into())))
+            .map_err(CommandError::from);
+        let (_app, webview) = mock_window(data_dir, engine);
+        call(&webview, cmd, args)
+    }
+
+    fn mock_window(
+        data_dir: &std::path::Path,
+        engine: Result<Arc<AppEngine>, CommandError>,
+    ) -> (tauri::App<tauri::test::MockRuntime>, tauri::WebviewWindow<tauri::test::MockRuntime>) {
+        let state =
+            AppState { data_dir: DataDir::at(data_dir), log_file: data_dir.join("logs/opptak.log"), engine };
         let app =
             create_app(mock_builder(), state).build(mock_context(noop_assets())).expect("mock app builds");
         let webview =
             tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().expect("mock window");
+        (app, webview)
+    }
+
+    fn call(
+        webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+        cmd: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
         get_ipc_response(
-            &webview,
+            webview,
             InvokeRequest {
                 cmd: cmd.into(),
                 callback: CallbackFn(0),
                 error: CallbackFn(1),
                 url: "tauri://localhost".parse().unwrap(),
-                body: InvokeBody::default(),
+                body: InvokeBody::Json(args),
                 headers: Default::default(),
                 invoke_key: INVOKE_KEY.to_string(),
             },
@@ -152,6 +170,174 @@ mod tests {
         let info = invoke("app_info", temp.path()).unwrap();
         assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(info["dataDir"], temp.path().display().to_string());
+    }
+
+    fn code_of(outcome: Result<serde_json::Value, serde_json::Value>) -> String {
+        let err = outcome.expect_err("the command fails");
+        assert!(err["message"].as_str().is_some_and(|message| message.ends_with('.')), "{err}");
+        err["code"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn pause_resume_and_stop_with_nothing_recording_say_not_recording() {
+        let temp = tempfile::tempdir().unwrap();
+        for cmd in ["pause_recording", "resume_recording", "stop_recording"] {
+            assert_eq!(code_of(invoke(cmd, temp.path())), "not_recording", "{cmd}");
+        }
+    }
+
+    #[test]
+    fn starting_with_a_microphone_that_is_gone_says_unknown_device_in_a_teachers_words() {
+        let temp = tempfile::tempdir().unwrap();
+        let args = serde_json::json!({
+            "device": "Headset that was unplugged",
+            "name": "Lesson 2026-12-05 10:15",
+            "onEvent": "__CHANNEL__:7",
+        });
+        let err = invoke_with("start_recording", temp.path(), args).expect_err("no such microphone");
+        assert_eq!(err["code"], "unknown_device", "{err}");
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains("Headset that was unplugged") && !message.contains("opptak "), "{message}");
+        // Nothing was recorded and nothing is left running.
+        assert_eq!(code_of(invoke("stop_recording", temp.path())), "not_recording");
+        let files = std::fs::read_dir(temp.path().join("recordings")).map(|dir| dir.count()).unwrap_or(0);
+        assert_eq!(files, 0);
+    }
+
+    #[test]
+    fn recording_commands_say_why_when_the_data_folder_cannot_be_used() {
+        let temp = tempfile::tempdir().unwrap();
+        std::fs::write(temp.path().join("file"), b"x").unwrap();
+        let blocked = temp.path().join("file/data");
+        let args = serde_json::json!({"device": null, "name": "", "onEvent": "__CHANNEL__:7"});
+        let code = code_of(invoke_with("start_recording", &blocked, args));
+        assert_eq!(code, "data_dir_unusable");
+        assert_eq!(code_of(invoke("pause_recording", &blocked)), "data_dir_unusable");
+        let info = invoke("app_info", &blocked).unwrap();
+        assert!(info["destination"].as_str().unwrap().contains("cannot be used"), "{info}");
+    }
+
+    /// Set in the copy of the test binary that runs with the virtual
+    /// microphone: the sound library reads `PULSE_SERVER` when it connects,
+    /// and this process's own environment cannot be changed safely.
+    const WITH_VIRTUAL_MICROPHONE: &str = "OPPTAK_TEST_VIRTUAL_MICROPHONE";
+
+    /// A PulseAudio daemon whose default source is the monitor of a null
+    /// sink (as `opptak_tests::PulseAudio` starts it), killed by PID on drop.
+    struct VirtualMicrophone {
+        daemon: std::process::Child,
+        runtime_dir: tempfile::TempDir,
+    }
+
+    impl VirtualMicrophone {
+        fn start() -> Option<Self> {
+            let runtime_dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(runtime_dir.path().join("pulse")).unwrap();
+            let socket = runtime_dir.path().join("pulse/native");
+            let script = runtime_dir.path().join("virtual-mic.pa");
+            std::fs::write(
+                &script,
+                format!(
+                    "load-module module-native-protocol-unix auth-anonymous=1 socket={}\n\
+                     load-module module-null-sink sink_name=vsink rate=48000 channels=1 format=s16le\n\
+                     set-default-source vsink.monitor\n",
+                    socket.display()
+                ),
+            )
+            .unwrap();
+            let spawned = std::process::Command::new("pulseaudio")
+                .args(["-n", "-F"])
+                .arg(&script)
+                .args(["--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--disable-shm=yes"])
+                .env("XDG_RUNTIME_DIR", runtime_dir.path())
+                .env("HOME", runtime_dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            let daemon = match spawned {
+                Ok(daemon) => daemon,
+                Err(err) if std::env::var_os("CI").is_none() => {
+                    eprintln!("skipped: PulseAudio is needed for a virtual microphone ({err})");
+                    return None;
+                }
+                Err(err) => panic!("PulseAudio is needed for a virtual microphone: {err}"),
+            };
+            let mut microphone = Self { daemon, runtime_dir };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !socket.exists() {
+                assert!(microphone.daemon.try_wait().unwrap().is_none(), "PulseAudio exited");
+                assert!(std::time::Instant::now() < deadline, "PulseAudio did not open its socket");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Some(microphone)
+        }
+
+        fn server(&self) -> String {
+            format!("unix:{}", self.runtime_dir.path().join("pulse/native").display())
+        }
+    }
+
+    impl Drop for VirtualMicrophone {
+        fn drop(&mut self) {
+            let _ = self.daemon.kill();
+            let _ = self.daemon.wait();
+        }
+    }
+
+    #[test]
+    fn recording_commands_drive_a_real_recording_to_safe_on_the_server() {
+        if std::env::var_os(WITH_VIRTUAL_MICROPHONE).is_none() {
+            let Some(microphone) = VirtualMicrophone::start() else { return };
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "tests::recording_commands_drive_a_real_recording_to_safe_on_the_server"])
+                .args(["--nocapture", "--test-threads=1"])
+                .env(WITH_VIRTUAL_MICROPHONE, "1")
+                .env("PULSE_SERVER", microphone.server())
+                .status()
+                .unwrap();
+            assert!(status.success(), "the run with the virtual microphone failed: {status}");
+            return;
+        }
+        let temp = tempfile::tempdir().unwrap();
+        let engine = tauri::async_runtime::block_on(AppEngine::open(&DataDir::at(temp.path()))).unwrap();
+        let (_app, webview) = mock_window(temp.path(), Ok(Arc::new(engine)));
+
+        let microphones = call(&webview, "list_microphones", serde_json::json!({})).unwrap();
+        let microphones = microphones.as_array().unwrap();
+        assert_eq!(microphones[0]["isDefault"], true, "the default first: {microphones:?}");
+        let default = microphones[0]["name"].as_str().unwrap();
+
+        let args =
+            serde_json::json!({"device": default, "name": "  Lesson 7B  ", "onEvent": "__CHANNEL__:7"});
+        let started = call(&webview, "start_recording", args.clone()).unwrap();
+        assert_eq!(started["name"], "Lesson 7B");
+        assert!(started["destination"].as_str().unwrap().starts_with("This computer (http://127.0.0.1:"));
+        let again = call(&webview, "start_recording", args).expect_err("one recording at a time");
+        assert_eq!(again["code"], "already_recording");
+        for cmd in ["pause_recording", "resume_recording"] {
+            assert_eq!(call(&webview, cmd, serde_json::json!({})).unwrap(), serde_json::Value::Null, "{cmd}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1500)); // something to record
+        assert_eq!(call(&webview, "stop_recording", serde_json::json!({})).unwrap(), serde_json::Value::Null);
+        assert_eq!(code_of(call(&webview, "stop_recording", serde_json::json!({}))), "not_recording");
+
+        let journal = opptak_journal_of(temp.path());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let recordings = journal.recordings().unwrap();
+            assert_eq!(recordings.len(), 1);
+            if recordings[0].state == opptak_journal::RecordingState::Ready {
+                assert_eq!(recordings[0].name, "Lesson 7B");
+                assert_eq!(recordings[0].sha256, recordings[0].server_sha256);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not safe on the server: {:?}", recordings[0]);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn opptak_journal_of(data_dir: &std::path::Path) -> opptak_journal::Journal {
+        opptak_journal::Journal::open_in(data_dir).unwrap()
     }
 
     #[test]

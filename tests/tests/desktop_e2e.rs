@@ -1,10 +1,14 @@
 //! The desktop app in a real window: Xvfb, tauri-driver, WebKitWebDriver and
 //! the debug binary, driven like a user would.
 
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
-use opptak_tests::{TauriDriver, Xvfb, screenshots_dir, workspace_bin};
+use opptak_journal::{Journal, RecordingState};
+use opptak_tests::{ChildGuard, PulseAudio, TauriDriver, Xvfb, screenshots_dir, sha256_hex, workspace_bin};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -91,10 +95,210 @@ async fn settings_shows_the_version_and_the_doctor_findings() {
         client.find(Locator::Css(&testid("nav-record"))).await?.click().await?;
         client.wait().at_most(WAIT).for_element(Locator::Css(&testid("screen-record"))).await?;
         settle(&client).await;
-        std::fs::write(screenshots_dir().join("record.png"), client.screenshot().await?)?;
+        // The Record screen while recording is `record.png`, taken by the
+        // recording test.
+        std::fs::write(screenshots_dir().join("record-ready.png"), client.screenshot().await?)?;
         anyhow::Ok(())
     }
     .await;
     client.close().await.expect("end the WebDriver session");
     result.unwrap();
+}
+
+/// The button whose accessible name (its text) is exactly `name`.
+async fn button(client: &Client, name: &str) -> Result<Element, fantoccini::error::CmdError> {
+    let xpath = format!("//button[normalize-space()='{name}']");
+    client.wait().at_most(WAIT).for_element(Locator::XPath(&xpath)).await
+}
+
+/// Polls `what` until it holds, for at most `timeout`.
+async fn poll<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The recorded time the Record screen shows, in seconds.
+async fn elapsed_seconds(client: &Client) -> anyhow::Result<u32> {
+    let shown = client.find(Locator::Css(&testid("elapsed"))).await?.text().await?;
+    let seconds =
+        shown.trim().split(':').try_fold(0u32, |total, part| part.parse::<u32>().map(|n| total * 60 + n));
+    Ok(seconds.unwrap_or(0))
+}
+
+/// A 1 kHz tone at 48 kHz, the virtual microphone's rate.
+fn write_tone(path: &Path, seconds: f64) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for n in 0..(seconds * 48_000.0) as usize {
+        let sample = (n as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 48_000.0).sin() * 16_000.0;
+        writer.write_sample(sample as i16).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
+/// The Goertzel filter's power at `frequency`, relative to the window's
+/// total power: near 1 for a pure tone at that frequency (as in record.rs).
+fn tone_share(window: &[i16], frequency: f64, rate: u32) -> f64 {
+    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / f64::from(rate)).cos();
+    let (mut previous, mut before) = (0.0, 0.0);
+    for &sample in window {
+        let current = f64::from(sample) + coefficient * previous - before;
+        before = previous;
+        previous = current;
+    }
+    let power = previous * previous + before * before - coefficient * previous * before;
+    let energy: f64 = window.iter().map(|&sample| f64::from(sample).powi(2)).sum();
+    if energy == 0.0 { 0.0 } else { 2.0 * power / (energy * window.len() as f64) }
+}
+
+/// Seconds of a 1 kHz tone in the first channel of a WAV file.
+fn seconds_of_tone(path: &Path) -> f64 {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    let spec = reader.spec();
+    let first_channel: Vec<i16> =
+        reader.samples::<i16>().map(Result::unwrap).step_by(usize::from(spec.channels)).collect();
+    let window = (spec.sample_rate / 100) as usize;
+    let hits = first_channel
+        .chunks_exact(window)
+        .filter(|chunk| tone_share(chunk, 1000.0, spec.sample_rate) > 0.9)
+        .count();
+    hits as f64 / 100.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_made_in_the_window_holds_the_tone_and_is_safe_on_the_server() {
+    let Some(xvfb) = Xvfb::start().unwrap() else { return };
+    let Some(mut pulse) = PulseAudio::start().unwrap() else { return };
+    pulse.keep_source_warm().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let tone = data_dir.path().join("tone.wav");
+    write_tone(&tone, 5.0);
+    let mut env = vec![
+        ("DISPLAY", xvfb.display().to_owned()),
+        ("OPPTAK_DATA_DIR", data_dir.path().display().to_string()),
+    ];
+    env.extend(pulse.env());
+    let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
+    let client = connect(&driver).await;
+
+    let result = async {
+        // The virtual microphone is listed and preselected as the default.
+        let microphone = client.wait().at_most(WAIT).for_element(Locator::Css(&testid("microphone"))).await?;
+        let chosen = microphone.prop("value").await?.unwrap_or_default();
+        assert!(!chosen.is_empty(), "a microphone is preselected");
+        let name = client.find(Locator::Css(&testid("recording-name"))).await?.prop("value").await?;
+        assert!(name.as_deref().is_some_and(|name| name.starts_with("Lesson 20")), "{name:?}");
+        let destination = client.find(Locator::Css(&testid("record-destination"))).await?.text().await?;
+        assert!(destination.starts_with("This computer (http://127.0.0.1:"), "{destination}");
+
+        button(&client, "Start recording").await?.click().await?;
+        button(&client, "Stop recording").await?;
+        // A second start while recording is refused with a code the UI can branch on.
+        let second = client
+            .execute_async(
+                "const done = arguments[0];
+                 const internals = window.__TAURI_INTERNALS__;
+                 const channel = '__CHANNEL__:' + internals.transformCallback(() => {});
+                 internals.invoke('start_recording', { device: null, name: 'twice', onEvent: channel })
+                   .then(() => done('started'), (err) => done(err.code));",
+                vec![],
+            )
+            .await?;
+        assert_eq!(second, "already_recording");
+
+        let mut paplay = Command::new("paplay");
+        paplay.args(["-d", "vsink"]).arg(&tone).stdout(Stdio::null());
+        for (key, value) in pulse.env() {
+            paplay.env(key, value);
+        }
+        let mut player = ChildGuard::spawn("paplay", &mut paplay)?;
+        let meter = client.find(Locator::Css(&testid("level-meter"))).await?;
+        // The screenshot shows the clock running and the meter full of tone.
+        poll("the clock runs and the level meter shows the tone", WAIT, || async {
+            let level = meter.attr("aria-valuenow").await?.unwrap_or_default();
+            Ok(level.parse::<u32>().unwrap_or(0) > 50 && elapsed_seconds(&client).await? >= 2)
+        })
+        .await?;
+        settle(&client).await;
+        std::fs::write(screenshots_dir().join("record.png"), client.screenshot().await?)?;
+        let status = player.wait_timeout(Duration::from_secs(15))?;
+        anyhow::ensure!(status.success(), "paplay failed: {status}");
+        poll("the elapsed time counts the tone", WAIT, || async { Ok(elapsed_seconds(&client).await? >= 5) })
+            .await?;
+
+        button(&client, "Pause recording").await?.click().await?;
+        client.wait().at_most(WAIT).for_element(Locator::Css(&testid("paused"))).await?;
+        button(&client, "Resume recording").await?.click().await?;
+        button(&client, "Pause recording").await?;
+
+        // Every status the screen shows after Stop, in order.
+        client
+            .execute(
+                "window.shownStatuses = [];
+                 new MutationObserver(() => {
+                   const status = document.querySelector('[data-testid=\"record-status\"]');
+                   const text = status && status.textContent.trim();
+                   if (text && window.shownStatuses.at(-1) !== text) window.shownStatuses.push(text);
+                 }).observe(document.body, { subtree: true, childList: true, characterData: true });",
+                vec![],
+            )
+            .await?;
+        let stopped_at = Instant::now();
+        button(&client, "Stop recording").await?.click().await?;
+        let status = client.wait().at_most(WAIT).for_element(Locator::Css(&testid("record-status"))).await?;
+        poll("Safe on server", WAIT, || async { Ok(status.text().await?.contains("Safe on server")) })
+            .await?;
+        eprintln!("stop → \"Safe on server\" shown in {:?}", stopped_at.elapsed());
+        let shown: Vec<String> =
+            serde_json::from_value(client.execute("return window.shownStatuses", vec![]).await?)?;
+        eprintln!("statuses shown: {shown:?}");
+        // Statuses can be skipped when the server is quick, never shown out of order.
+        let order = [
+            "Finishing",
+            "Saved on this computer",
+            "Uploading",
+            "Checking on the server",
+            "Safe on server ✓",
+        ];
+        let ranks: Vec<usize> = shown
+            .iter()
+            .map(|text| order.iter().position(|step| text.starts_with(step)).unwrap_or(usize::MAX))
+            .collect();
+        assert!(ranks.is_sorted() && ranks.last() == Some(&4), "{shown:?}");
+        anyhow::Ok(())
+    }
+    .await;
+    client.close().await.expect("end the WebDriver session");
+    result.unwrap();
+
+    let journal = Journal::open_in(data_dir.path()).unwrap();
+    let recordings = journal.recordings().unwrap();
+    assert_eq!(recordings.len(), 1, "one recording: {recordings:?}");
+    let recording = &recordings[0];
+    assert_eq!(recording.state, RecordingState::Ready, "{recording:?}");
+    assert!(recording.name.starts_with("Lesson 20"), "the name from the screen: {}", recording.name);
+    let local_sha256 = sha256_hex(&std::fs::read(&recording.path).unwrap());
+    assert_eq!(recording.sha256.as_deref(), Some(local_sha256.as_str()));
+    assert_eq!(
+        recording.server_sha256.as_deref(),
+        Some(local_sha256.as_str()),
+        "the server holds the same bytes"
+    );
+    let tone_seconds = seconds_of_tone(&recording.path);
+    assert!(tone_seconds >= 4.0, "the file holds {tone_seconds} s of the 5 s tone");
 }

@@ -27,6 +27,65 @@ async doctor() : Promise<Result<DoctorReport, CommandError>> {
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
 }
+},
+/**
+ * The microphones this computer offers, the system default first.
+ */
+async listMicrophones() : Promise<Result<Microphone[], CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("list_microphones") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Starts recording `device` (`null`: the system default) as `name`
+ * (blank: a name with the date and time). Levels, elapsed time, warnings
+ * and, after Stop, where the recording is arrive on `on_event` until it is
+ * safe on the server or has failed.
+ */
+async startRecording(device: string | null, name: string, onEvent: TAURI_CHANNEL<RecordEvent>) : Promise<Result<RecordingStarted, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("start_recording", { device, name, onEvent }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Pauses the recording; paused time is not recorded.
+ */
+async pauseRecording() : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("pause_recording") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Continues the recording after a pause.
+ */
+async resumeRecording() : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("resume_recording") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Stops the recording and finishes its file; its upload goes on, and
+ * where it is arrives on the channel `start_recording` was given.
+ */
+async stopRecording() : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("stop_recording") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
 }
 }
 
@@ -125,6 +184,108 @@ ok: boolean;
  * The findings, in the order they were checked.
  */
 checks: DoctorCheck[] }
+/**
+ * A microphone the teacher can choose.
+ */
+export type Microphone = { 
+/**
+ * The name the computer gives it; pass it to `start_recording`.
+ */
+name: string; 
+/**
+ * Whether the computer uses it when none is chosen.
+ */
+isDefault: boolean }
+/**
+ * One update for the Record screen.
+ */
+export type RecordEvent = 
+/**
+ * The microphone's level over the last 50 ms (20 a second).
+ */
+{ event: "level"; peakDbfs: number; rmsDbfs: number } | 
+/**
+ * How much has been recorded, pauses left out.
+ */
+{ event: "elapsed"; seconds: number } | 
+/**
+ * The teacher paused.
+ */
+{ event: "paused" } | 
+/**
+ * Recording goes on after a pause.
+ */
+{ event: "resumed" } | 
+/**
+ * The input has been silent for a while: the microphone may be muted.
+ */
+{ event: "silenceStarted"; message: string } | 
+/**
+ * Sound is back.
+ */
+{ event: "silenceEnded" } | 
+/**
+ * The microphone went away; recording is paused until it is back.
+ */
+{ event: "microphoneLost"; message: string } | 
+/**
+ * The microphone is back and recording goes on.
+ */
+{ event: "microphoneBack" } | 
+/**
+ * Where the recording is now (after Stop: saved, uploading, safe…).
+ */
+{ event: "status"; status: RecordingStatus }
+/**
+ * What the Record screen shows once recording has started.
+ */
+export type RecordingStarted = { 
+/**
+ * The recording's name, as it will be listed.
+ */
+name: string; 
+/**
+ * Where it uploads to, in words.
+ */
+destination: string }
+/**
+ * Where a recording is, in the order a teacher sees it pass.
+ */
+export type RecordingStatus = 
+/**
+ * The microphone is being recorded.
+ */
+{ state: "recording" } | 
+/**
+ * The file is finished and safe on this computer; its upload has not
+ * moved since.
+ */
+{ state: "saved" } | 
+/**
+ * Parts are being sent.
+ */
+{ state: "uploading"; percent: number } | 
+/**
+ * The server cannot be reached; the upload goes on by itself when it can.
+ */
+{ state: "waitingForNetwork" } | 
+/**
+ * Everything is sent; the server is checking the file.
+ */
+{ state: "checking" } | 
+/**
+ * The server holds the recording with the same SHA-256 as this computer.
+ */
+{ state: "safe" } | 
+/**
+ * The recording stays on this computer only: there is nowhere to send it.
+ */
+{ state: "onlyOnThisComputer"; message: string } | 
+/**
+ * The upload stopped for good.
+ */
+{ state: "failed"; message: string }
+export type TAURI_CHANNEL<TSend> = null
 
 /** tauri-specta globals **/
 

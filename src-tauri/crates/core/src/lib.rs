@@ -16,12 +16,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod app_engine;
 mod data_dir;
 pub mod doctor;
 pub mod logging;
 pub mod recording;
 pub mod uploads;
 
+pub use app_engine::{AppEngine, RecordingFeed, RecordingStatus};
 pub use data_dir::{DATA_DIR_ENV, DataDir};
 /// Why a recording is in its state, as the journal has it.
 pub use opptak_journal::Problem;
@@ -72,6 +74,12 @@ pub enum Error {
         "The recording failed: {0}. What was recorded so far is kept; run `opptak recordings` to see it."
     )]
     Recording(String),
+    /// A recording was started while another one runs.
+    #[error("A recording is already running. Stop it before you start another one.")]
+    AlreadyRecording,
+    /// Pause, resume or stop was asked with no recording running.
+    #[error("Nothing is being recorded right now. Start a recording first.")]
+    NotRecording,
     /// The log file could not be set up.
     #[error("Could not start logging to {path} ({reason}). Check that the data directory is writable.")]
     Logging {

@@ -1,0 +1,123 @@
+import { describe, expect, it } from "vitest";
+import type { Microphone, RecordingStatus } from "../bindings";
+import {
+  applyEvent,
+  chooseMicrophone,
+  defaultRecordingName,
+  formatElapsed,
+  freshView,
+  isFinal,
+  meterPercent,
+  microphoneLabel,
+  statusWords,
+} from "./recording";
+
+describe("recording names and times", () => {
+  it("names a recording after the lesson's local date and time", () => {
+    expect(defaultRecordingName(new Date(2026, 11, 5, 10, 15, 59))).toBe("Lesson 2026-12-05 10:15");
+    expect(defaultRecordingName(new Date(2027, 0, 9, 8, 3))).toBe("Lesson 2027-01-09 08:03");
+  });
+
+  it("formats elapsed time like a clock", () => {
+    expect(formatElapsed(0)).toBe("0:00");
+    expect(formatElapsed(5)).toBe("0:05");
+    expect(formatElapsed(754)).toBe("12:34");
+    expect(formatElapsed(3723)).toBe("1:02:03");
+    expect(formatElapsed(-3)).toBe("0:00");
+    expect(formatElapsed(59.9)).toBe("0:59");
+  });
+});
+
+describe("level meter", () => {
+  it("maps -60..0 dBFS onto an empty to full bar", () => {
+    expect(meterPercent(-Infinity)).toBe(0);
+    expect(meterPercent(-80)).toBe(0);
+    expect(meterPercent(-30)).toBe(50);
+    expect(meterPercent(-6)).toBe(90);
+    expect(meterPercent(3)).toBe(100);
+    expect(meterPercent(Number.NaN)).toBe(0);
+  });
+});
+
+describe("microphone picker", () => {
+  const mics: Microphone[] = [
+    { name: "Built-in", isDefault: true },
+    { name: "USB headset", isDefault: false },
+  ];
+
+  it("keeps the teacher's last choice while it is plugged in", () => {
+    expect(chooseMicrophone(mics, "USB headset")).toBe("USB headset");
+  });
+
+  it("falls back to the computer's default when the remembered one is gone", () => {
+    expect(chooseMicrophone(mics, "Unplugged")).toBe("Built-in");
+    expect(chooseMicrophone(mics, null)).toBe("Built-in");
+    expect(chooseMicrophone([{ name: "Only", isDefault: false }], null)).toBe("Only");
+    expect(chooseMicrophone([], null)).toBeNull();
+  });
+
+  it("marks the default", () => {
+    expect(microphoneLabel(mics[0])).toBe("Built-in (computer's default)");
+    expect(microphoneLabel(mics[1])).toBe("USB headset");
+  });
+});
+
+describe("status words", () => {
+  it("says where the recording is, step by step", () => {
+    const steps: RecordingStatus[] = [
+      { state: "saved" },
+      { state: "uploading", percent: 43 },
+      { state: "checking" },
+      { state: "safe" },
+    ];
+    expect(steps.map(statusWords)).toEqual([
+      "Saved on this computer",
+      "Uploading 43 %",
+      "Checking on the server",
+      "Safe on server ✓",
+    ]);
+    expect(statusWords({ state: "waitingForNetwork" })).toBe(
+      "Waiting for network — it will upload by itself",
+    );
+    expect(statusWords({ state: "failed", message: "The server refused the token. Check it in Settings." })).toBe(
+      "The upload failed. The server refused the token. Check it in Settings.",
+    );
+  });
+
+  it("knows which states are the end", () => {
+    expect(isFinal({ state: "safe" })).toBe(true);
+    expect(isFinal({ state: "failed", message: "x" })).toBe(true);
+    expect(isFinal({ state: "onlyOnThisComputer", message: "x" })).toBe(true);
+    expect(isFinal({ state: "checking" })).toBe(false);
+    expect(isFinal({ state: "waitingForNetwork" })).toBe(false);
+  });
+});
+
+describe("updates from the engine", () => {
+  it("moves the meter, the clock and the warnings", () => {
+    let view = freshView();
+    view = applyEvent(view, { event: "level", peakDbfs: -3, rmsDbfs: -12 });
+    expect(view.meter).toBe(80);
+    view = applyEvent(view, { event: "elapsed", seconds: 65 });
+    expect(view.elapsedSeconds).toBe(65);
+    view = applyEvent(view, { event: "paused" });
+    expect([view.paused, view.meter]).toEqual([true, 0]);
+    view = applyEvent(view, { event: "resumed" });
+    expect(view.paused).toBe(false);
+    view = applyEvent(view, { event: "silenceStarted", message: "Nothing heard for 30 s." });
+    expect(view.silenceWarning).toBe("Nothing heard for 30 s.");
+    view = applyEvent(view, { event: "silenceEnded" });
+    expect(view.silenceWarning).toBeNull();
+    view = applyEvent(view, { event: "microphoneLost", message: "lost" });
+    expect(view.microphoneLost).toBe("lost");
+    view = applyEvent(view, { event: "microphoneBack" });
+    expect(view.microphoneLost).toBeNull();
+  });
+
+  it("clears the live parts once the recording is stopped", () => {
+    let view = applyEvent(freshView(), { event: "level", peakDbfs: 0, rmsDbfs: 0 });
+    view = applyEvent(view, { event: "silenceStarted", message: "quiet" });
+    view = applyEvent(view, { event: "status", status: { state: "saved" } });
+    expect(view).toMatchObject({ meter: 0, silenceWarning: null, status: { state: "saved" } });
+  });
+});
