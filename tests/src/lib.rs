@@ -54,6 +54,22 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// The Goertzel filter's power at `frequency` Hz in a window of samples
+/// taken at `rate` Hz, relative to the window's total power: near 1 for a
+/// pure tone at that frequency, near 0 for silence or other sounds.
+pub fn tone_share(window: &[i16], frequency: f64, rate: u32) -> f64 {
+    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / f64::from(rate)).cos();
+    let (mut previous, mut before) = (0.0, 0.0);
+    for &sample in window {
+        let current = f64::from(sample) + coefficient * previous - before;
+        before = previous;
+        previous = current;
+    }
+    let power = previous * previous + before * before - coefficient * previous * before;
+    let energy: f64 = window.iter().map(|&sample| f64::from(sample).powi(2)).sum();
+    if energy == 0.0 { 0.0 } else { 2.0 * power / (energy * window.len() as f64) }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

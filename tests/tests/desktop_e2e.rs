@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use opptak_journal::{Journal, RecordingState};
-use opptak_tests::{ChildGuard, PulseAudio, TauriDriver, Xvfb, screenshots_dir, sha256_hex, workspace_bin};
+use opptak_tests::{
+    ChildGuard, PulseAudio, TauriDriver, Xvfb, screenshots_dir, sha256_hex, tone_share, workspace_bin,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -149,21 +151,6 @@ fn write_tone(path: &Path, seconds: f64) {
         writer.write_sample(sample as i16).unwrap();
     }
     writer.finalize().unwrap();
-}
-
-/// The Goertzel filter's power at `frequency`, relative to the window's
-/// total power: near 1 for a pure tone at that frequency (as in record.rs).
-fn tone_share(window: &[i16], frequency: f64, rate: u32) -> f64 {
-    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / f64::from(rate)).cos();
-    let (mut previous, mut before) = (0.0, 0.0);
-    for &sample in window {
-        let current = f64::from(sample) + coefficient * previous - before;
-        before = previous;
-        previous = current;
-    }
-    let power = previous * previous + before * before - coefficient * previous * before;
-    let energy: f64 = window.iter().map(|&sample| f64::from(sample).powi(2)).sum();
-    if energy == 0.0 { 0.0 } else { 2.0 * power / (energy * window.len() as f64) }
 }
 
 /// Seconds of a 1 kHz tone in the first channel of a WAV file.

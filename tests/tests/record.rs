@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use opptak_tests::{
-    ChildGuard, OpptakServe, PulseAudio, TEST_TOKEN, require_program, sha256_hex, workspace_bin,
+    ChildGuard, OpptakServe, PulseAudio, TEST_TOKEN, require_program, sha256_hex, tone_share, workspace_bin,
 };
 use serde_json::Value;
 
@@ -188,28 +188,13 @@ fn samples_of(path: &Path) -> (hound::WavSpec, Vec<i16>) {
     (reader.spec(), samples)
 }
 
-/// The Goertzel filter's power at `frequency`, relative to the window's
-/// total power: near 1 for a pure tone at that frequency.
-fn tone_share(window: &[i16], frequency: f64) -> f64 {
-    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / f64::from(RATE)).cos();
-    let (mut previous, mut before) = (0.0, 0.0);
-    for &sample in window {
-        let current = f64::from(sample) + coefficient * previous - before;
-        before = previous;
-        previous = current;
-    }
-    let power = previous * previous + before * before - coefficient * previous * before;
-    let energy: f64 = window.iter().map(|&sample| f64::from(sample).powi(2)).sum();
-    if energy == 0.0 { 0.0 } else { 2.0 * power / (energy * window.len() as f64) }
-}
-
 /// 10 ms windows that hold a 1 kHz tone, as (first, last, count).
 fn tone_windows(samples: &[i16]) -> (usize, usize, usize) {
     let window = (RATE / 100) as usize;
     let hits: Vec<usize> = samples
         .chunks_exact(window)
         .enumerate()
-        .filter(|(_, chunk)| tone_share(chunk, 1000.0) > 0.9)
+        .filter(|(_, chunk)| tone_share(chunk, 1000.0, RATE) > 0.9)
         .map(|(n, _)| n)
         .collect();
     let first = hits.first().copied().unwrap_or(0) * window;
