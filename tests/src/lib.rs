@@ -7,6 +7,7 @@
 //! must never pass silently in CI.
 
 pub mod bench;
+pub mod desktop;
 mod process;
 mod proxy;
 mod seaweed;
@@ -68,6 +69,36 @@ pub fn tone_share(window: &[i16], frequency: f64, rate: u32) -> f64 {
     let power = previous * previous + before * before - coefficient * previous * before;
     let energy: f64 = window.iter().map(|&sample| f64::from(sample).powi(2)).sum();
     if energy == 0.0 { 0.0 } else { 2.0 * power / (energy * window.len() as f64) }
+}
+
+/// A 1 kHz tone at 48 kHz, the virtual microphone's rate.
+pub fn write_tone(path: &Path, seconds: f64) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for n in 0..(seconds * 48_000.0) as usize {
+        let sample = (n as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 48_000.0).sin() * 16_000.0;
+        writer.write_sample(sample as i16).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
+/// Seconds of a 1 kHz tone in the first channel of a WAV file.
+pub fn seconds_of_tone(path: &Path) -> f64 {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    let spec = reader.spec();
+    let first_channel: Vec<i16> =
+        reader.samples::<i16>().map(Result::unwrap).step_by(usize::from(spec.channels)).collect();
+    let window = (spec.sample_rate / 100) as usize;
+    let hits = first_channel
+        .chunks_exact(window)
+        .filter(|chunk| tone_share(chunk, 1000.0, spec.sample_rate) > 0.9)
+        .count();
+    hits as f64 / 100.0
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -1,61 +1,15 @@
 //! The desktop app in a real window: Xvfb, tauri-driver, WebKitWebDriver and
 //! the debug binary, driven like a user would.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::elements::Element;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use opptak_journal::{Journal, RecordingState};
+use opptak_tests::desktop::{WAIT, button, connect, elapsed_seconds, poll, settle, testid};
 use opptak_tests::{
-    ChildGuard, PulseAudio, TauriDriver, Xvfb, screenshots_dir, sha256_hex, tone_share, workspace_bin,
+    ChildGuard, PulseAudio, TauriDriver, Xvfb, screenshots_dir, seconds_of_tone, sha256_hex, write_tone,
 };
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect(driver: &TauriDriver) -> Client {
-    // Two TLS backends are linked into the tests (the AWS SDK's and
-    // reqwest's), so rustls needs to be told which one to use.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "tauri:options".into(),
-        serde_json::json!({ "application": workspace_bin("opptak-desktop") }),
-    );
-    // Starting the app can outlast WebKitWebDriver's patience on a loaded
-    // machine; it then closes the connection, and a second try succeeds.
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let session = ClientBuilder::rustls()
-            .expect("TLS roots for the WebDriver client")
-            .capabilities(capabilities.clone())
-            .connect(&driver.url())
-            .await;
-        match session {
-            Ok(client) => return client,
-            Err(err) if attempts < 3 => {
-                eprintln!("WebDriver session attempt {attempts} failed ({err}); trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(err) => panic!("WebDriver session with the desktop app, after {attempts} attempts: {err:?}"),
-        }
-    }
-}
-
-fn testid(id: &str) -> String {
-    format!("[data-testid=\"{id}\"]")
-}
-
-/// Waits for the page to paint what the DOM now says: a screenshot taken
-/// right after a change can be one frame stale.
-async fn settle(client: &Client) {
-    client
-        .execute_async("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))", vec![])
-        .await
-        .expect("two animation frames");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_shows_the_version_and_the_doctor_findings() {
@@ -105,66 +59,6 @@ async fn settings_shows_the_version_and_the_doctor_findings() {
     .await;
     client.close().await.expect("end the WebDriver session");
     result.unwrap();
-}
-
-/// The button whose accessible name (its text) is exactly `name`.
-async fn button(client: &Client, name: &str) -> Result<Element, fantoccini::error::CmdError> {
-    let xpath = format!("//button[normalize-space()='{name}']");
-    client.wait().at_most(WAIT).for_element(Locator::XPath(&xpath)).await
-}
-
-/// Polls `what` until it holds, for at most `timeout`.
-async fn poll<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The recorded time the Record screen shows, in seconds.
-async fn elapsed_seconds(client: &Client) -> anyhow::Result<u32> {
-    let shown = client.find(Locator::Css(&testid("elapsed"))).await?.text().await?;
-    let seconds =
-        shown.trim().split(':').try_fold(0u32, |total, part| part.parse::<u32>().map(|n| total * 60 + n));
-    Ok(seconds.unwrap_or(0))
-}
-
-/// A 1 kHz tone at 48 kHz, the virtual microphone's rate.
-fn write_tone(path: &Path, seconds: f64) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).unwrap();
-    for n in 0..(seconds * 48_000.0) as usize {
-        let sample = (n as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 48_000.0).sin() * 16_000.0;
-        writer.write_sample(sample as i16).unwrap();
-    }
-    writer.finalize().unwrap();
-}
-
-/// Seconds of a 1 kHz tone in the first channel of a WAV file.
-fn seconds_of_tone(path: &Path) -> f64 {
-    let mut reader = hound::WavReader::open(path).unwrap();
-    let spec = reader.spec();
-    let first_channel: Vec<i16> =
-        reader.samples::<i16>().map(Result::unwrap).step_by(usize::from(spec.channels)).collect();
-    let window = (spec.sample_rate / 100) as usize;
-    let hits = first_channel
-        .chunks_exact(window)
-        .filter(|chunk| tone_share(chunk, 1000.0, spec.sample_rate) > 0.9)
-        .count();
-    hits as f64 / 100.0
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,87 @@
+//! Driving the desktop app's real window through tauri-driver and
+//! WebKitWebDriver: the session, selectors and waits the window tests share.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::{TauriDriver, workspace_bin};
+
+/// How long a window test waits for an element or a state.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A WebDriver session with the desktop app, which `driver` starts.
+pub async fn connect(driver: &TauriDriver) -> Client {
+    // Two TLS backends are linked into the tests (the AWS SDK's and
+    // reqwest's), so rustls needs to be told which one to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "tauri:options".into(),
+        serde_json::json!({ "application": workspace_bin("opptak-desktop") }),
+    );
+    // Starting the app can outlast WebKitWebDriver's patience on a loaded
+    // machine; it then closes the connection, and a second try succeeds.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let session = ClientBuilder::rustls()
+            .expect("TLS roots for the WebDriver client")
+            .capabilities(capabilities.clone())
+            .connect(&driver.url())
+            .await;
+        match session {
+            Ok(client) => return client,
+            Err(err) if attempts < 3 => {
+                eprintln!("WebDriver session attempt {attempts} failed ({err}); trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => panic!("WebDriver session with the desktop app, after {attempts} attempts: {err:?}"),
+        }
+    }
+}
+
+/// The CSS selector of the element with this `data-testid`.
+pub fn testid(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+/// Waits for the page to paint what the DOM now says: a screenshot taken
+/// right after a change can be one frame stale.
+pub async fn settle(client: &Client) {
+    client
+        .execute_async("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))", vec![])
+        .await
+        .expect("two animation frames");
+}
+
+/// The button whose accessible name (its text) is exactly `name`.
+pub async fn button(client: &Client, name: &str) -> Result<Element, fantoccini::error::CmdError> {
+    let xpath = format!("//button[normalize-space()='{name}']");
+    client.wait().at_most(WAIT).for_element(Locator::XPath(&xpath)).await
+}
+
+/// Polls `what` until it holds, for at most `timeout`.
+pub async fn poll<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The recorded time the Record screen shows, in seconds.
+pub async fn elapsed_seconds(client: &Client) -> anyhow::Result<u32> {
+    let shown = client.find(Locator::Css(&testid("elapsed"))).await?.text().await?;
+    let seconds =
+        shown.trim().split(':').try_fold(0u32, |total, part| part.parse::<u32>().map(|n| total * 60 + n));
+    Ok(seconds.unwrap_or(0))
+}
