@@ -12,90 +12,13 @@
 //! 2. stop→ready (SIGTERM to the final `ready` line) of a 1-minute and a
 //!    long recording: it must not grow with the length.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-use opptak_tests::bench::{cpu_time, measured_line, peak_rss_mib, write_section};
-use opptak_tests::{ChildGuard, OpptakServe, PulseAudio, TEST_TOKEN, workspace_bin};
-use serde_json::Value;
+use opptak_tests::bench::{CliRecorder, cpu_time, measured_line, peak_rss_mib, write_section};
+use opptak_tests::{ChildGuard, OpptakServe, PulseAudio, TEST_TOKEN};
 
 const CPU_WINDOW: Duration = Duration::from_secs(60);
-
-/// `opptak record --json` uploading to `server`, with its output lines.
-struct Recorder {
-    child: ChildGuard,
-    lines: mpsc::Receiver<(Instant, Value)>,
-}
-
-impl Recorder {
-    fn start(data_dir: &Path, pulse: &PulseAudio, server: &OpptakServe) -> (Self, Instant) {
-        let mut command = Command::new(workspace_bin("opptak"));
-        command
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["record", "--json", "--server", &server.url, "--token", TEST_TOKEN])
-            .envs(pulse.env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        let mut child = ChildGuard::spawn("opptak record", &mut command).unwrap();
-        let stdout = child.take_stdout().unwrap();
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(value) = serde_json::from_str::<Value>(&line) else { continue };
-                if value["event"] == "level" {
-                    continue;
-                }
-                if send.send((Instant::now(), value)).is_err() {
-                    break;
-                }
-            }
-        });
-        let recorder = Self { child, lines };
-        let started = recorder.until(Duration::from_secs(15), |line| line["event"] == "recording");
-        (recorder, started)
-    }
-
-    fn until(&self, timeout: Duration, wanted: impl Fn(&Value) -> bool) -> Instant {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (at, line) = self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("opptak record answered in time");
-            if wanted(&line) {
-                return at;
-            }
-        }
-    }
-
-    /// SIGTERM, then the time until the final line says `ready`.
-    fn stop_to_ready(&self) -> Duration {
-        let stopped = Instant::now();
-        self.child.signal(Signal::SIGTERM).unwrap();
-        let ready = self.until(Duration::from_secs(60), |line| line.get("status").is_some());
-        ready.duration_since(stopped)
-    }
-}
-
-/// A tone played into the virtual microphone for as long as the bench runs.
-fn play_tone(pulse: &PulseAudio, dir: &Path, seconds: u64) -> ChildGuard {
-    let clip = dir.join("tone.wav");
-    let status = Command::new("sox")
-        .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
-        .arg(&clip)
-        .args(["synth", &seconds.to_string(), "sine", "440", "vol", "0.3"])
-        .status()
-        .expect("sox");
-    assert!(status.success());
-    let mut command = Command::new("paplay");
-    command.args(["-d", "vsink"]).arg(&clip).envs(pulse.env());
-    ChildGuard::spawn("paplay", &mut command).unwrap()
-}
 
 fn main() {
     let long = Duration::from_secs(
@@ -107,7 +30,7 @@ fn main() {
     pulse.keep_source_warm().unwrap();
     let scratch = tempfile::Builder::new().prefix("opptak-bench-record-").tempdir().unwrap();
     let server = OpptakServe::start(&scratch.path().join("server"), &[], &[]).unwrap();
-    let _tone = play_tone(&pulse, scratch.path(), long.as_secs() + 30);
+    let _tone = pulse.play_tone_in_background(scratch.path(), long.as_secs() + 30).unwrap();
 
     let mut parec_command = Command::new("parec");
     parec_command
@@ -115,8 +38,16 @@ fn main() {
         .arg(scratch.path().join("parec.wav"))
         .envs(pulse.env());
     let mut parec = ChildGuard::spawn("parec", &mut parec_command).unwrap();
-    let (short, short_started) = Recorder::start(&scratch.path().join("short"), &pulse, &server);
-    let (long_recorder, long_started) = Recorder::start(&scratch.path().join("long"), &pulse, &server);
+    let (short, short_started) = CliRecorder::start(
+        &scratch.path().join("short"),
+        &pulse,
+        &["--server", &server.url, "--token", TEST_TOKEN],
+    );
+    let (long_recorder, long_started) = CliRecorder::start(
+        &scratch.path().join("long"),
+        &pulse,
+        &["--server", &server.url, "--token", TEST_TOKEN],
+    );
     let parec_cpu_before = cpu_time(parec.pid());
     let short_cpu_before = cpu_time(short.child.pid());
     std::thread::sleep(CPU_WINDOW);

@@ -1,9 +1,16 @@
 //! What the benchmarks in `tests/benches/` share: their section of
 //! `tests/BENCHMARKS.md`, statistics, and a process's CPU time and memory.
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use crate::repo_root;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::{ChildGuard, PulseAudio, repo_root, workspace_bin, workspace_bin_dir};
 
 /// Replaces the section between `<!-- bench:NAME:begin -->` and
 /// `<!-- bench:NAME:end -->` in `tests/BENCHMARKS.md` (appending it when
@@ -33,9 +40,11 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
 }
 
-/// The heading line every section starts with: when, and on how many cores.
+/// The heading line every section starts with: when, on how many cores,
+/// and which build (`cargo bench`: release; `cargo test --bench`: debug).
 pub fn measured_line() -> String {
-    format!("Measured {} on {} cores, release build.", now_utc(), cores())
+    let build = workspace_bin_dir().file_name().map(|name| name.to_string_lossy().into_owned());
+    format!("Measured {} on {} cores, {} build.", now_utc(), cores(), build.as_deref().unwrap_or("unknown"))
 }
 
 /// The median (the upper one for an even count).
@@ -57,6 +66,20 @@ fn proc_status_kib(pid: u32, field: &str) -> f64 {
 /// Resident set size of `pid` now, in MiB.
 pub fn rss_mib(pid: u32) -> f64 {
     proc_status_kib(pid, "VmRSS:") / 1024.0
+}
+
+/// Proportional set size of `pid` now, in MiB: its share of the pages it
+/// maps, so the sizes of a process tree add up without counting shared
+/// libraries twice.
+pub fn pss_mib(pid: u32) -> f64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let kib: f64 = rollup
+        .lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
 }
 
 /// The largest resident set size `pid` has had, in MiB.
@@ -86,4 +109,67 @@ fn stat_ticks(proc: &str, range: std::ops::Range<usize>) -> Duration {
     let per_second =
         nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
     Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// `opptak record --json` over the virtual microphone, with its output lines.
+pub struct CliRecorder {
+    /// The recording process.
+    pub child: ChildGuard,
+    lines: mpsc::Receiver<(Instant, Value)>,
+}
+
+impl CliRecorder {
+    /// Starts recording into `data_dir` with `args` after `record --json`
+    /// (e.g. `--server URL --token T`; none: the embedded server), and
+    /// returns when the recording runs, with the time it began.
+    pub fn start(data_dir: &Path, pulse: &PulseAudio, args: &[&str]) -> (Self, Instant) {
+        let mut command = Command::new(workspace_bin("opptak"));
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["record", "--json"])
+            .args(args)
+            .envs(pulse.env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        let mut child = ChildGuard::spawn("opptak record", &mut command).unwrap();
+        let stdout = child.take_stdout().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(value) = serde_json::from_str::<Value>(&line) else { continue };
+                if value["event"] == "level" {
+                    continue;
+                }
+                if send.send((Instant::now(), value)).is_err() {
+                    break;
+                }
+            }
+        });
+        let recorder = Self { child, lines };
+        let started = recorder.until(Duration::from_secs(15), |line| line["event"] == "recording");
+        (recorder, started)
+    }
+
+    /// Waits for the first output line that is `wanted`, and returns when it came.
+    pub fn until(&self, timeout: Duration, wanted: impl Fn(&Value) -> bool) -> Instant {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (at, line) = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("opptak record answered in time");
+            if wanted(&line) {
+                return at;
+            }
+        }
+    }
+
+    /// SIGTERM, then the time until the final line says `ready`.
+    pub fn stop_to_ready(&self) -> Duration {
+        let stopped = Instant::now();
+        self.child.signal(Signal::SIGTERM).unwrap();
+        let ready = self.until(Duration::from_secs(60), |line| line.get("status").is_some());
+        ready.duration_since(stopped)
+    }
 }

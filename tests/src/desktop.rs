@@ -1,6 +1,7 @@
 //! Driving the desktop app's real window through tauri-driver and
 //! WebKitWebDriver: the session, selectors and waits the window tests share.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
@@ -13,14 +14,16 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A WebDriver session with the desktop app, which `driver` starts.
 pub async fn connect(driver: &TauriDriver) -> Client {
+    connect_to(driver, &workspace_bin("opptak-desktop")).await
+}
+
+/// A WebDriver session with the Tauri app `application`, which `driver` starts.
+pub async fn connect_to(driver: &TauriDriver, application: &Path) -> Client {
     // Two TLS backends are linked into the tests (the AWS SDK's and
     // reqwest's), so rustls needs to be told which one to use.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "tauri:options".into(),
-        serde_json::json!({ "application": workspace_bin("opptak-desktop") }),
-    );
+    capabilities.insert("tauri:options".into(), serde_json::json!({ "application": application }));
     // Starting the app can outlast WebKitWebDriver's patience on a loaded
     // machine; it then closes the connection, and a second try succeeds.
     let mut attempts = 0;

@@ -17,7 +17,7 @@ mod services;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-pub use process::ChildGuard;
+pub use process::{ChildGuard, descendants, program_of};
 pub use proxy::{
     BoundProxy, EtagRewrite, FaultCounts, FaultProxy, Held, Hold, HoldPoint, HoldingProxy, Shaping,
     ShapingCounts, ShapingProxy,
@@ -38,15 +38,19 @@ pub fn screenshots_dir() -> PathBuf {
     dir
 }
 
+/// The target folder of the running test's profile (`target/debug` or
+/// `target/release`), where the workspace's binaries are built.
+pub fn workspace_bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> → target/<profile>
+    exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps").to_path_buf()
+}
+
 /// A binary of this workspace, from the same target folder as the running
 /// test. `cargo build --workspace --bins` (as `.ci/run` does) must have
 /// built it; the message says so when it has not.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current test executable");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let profile_dir =
-        exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps");
-    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let path = workspace_bin_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
         "{} is missing: run `cargo build --workspace --bins` before the end-to-end tests (bash .ci/run does)",

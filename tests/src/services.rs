@@ -136,6 +136,23 @@ impl PulseAudio {
         Ok(())
     }
 
+    /// Plays a 440 Hz tone of `seconds` into the virtual microphone in the
+    /// background, until it ends or the guard drops; `sox` writes the clip
+    /// into `dir`.
+    pub fn play_tone_in_background(&self, dir: &Path, seconds: u64) -> anyhow::Result<ChildGuard> {
+        let clip = dir.join("tone.wav");
+        let status = Command::new("sox")
+            .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
+            .arg(&clip)
+            .args(["synth", &seconds.to_string(), "sine", "440", "vol", "0.3"])
+            .status()
+            .map_err(|err| anyhow::anyhow!("could not run sox: {err}"))?;
+        anyhow::ensure!(status.success(), "sox failed: {status}");
+        let mut command = Command::new("paplay");
+        command.args(["-d", "vsink"]).arg(&clip).envs(self.env());
+        ChildGuard::spawn("paplay", &mut command)
+    }
+
     /// Stops the daemon, as if the microphone was unplugged.
     pub fn stop_daemon(&mut self) {
         self.keeper = None;
@@ -192,5 +209,18 @@ impl TauriDriver {
     /// The WebDriver URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id of tauri-driver; the app it launches is a descendant.
+    pub fn pid(&self) -> u32 {
+        self._process.pid()
+    }
+
+    /// The process id of the running `program` (its file name) that this
+    /// driver launched, when there is one.
+    pub fn launched(&self, program: &str) -> Option<u32> {
+        crate::process::descendants(self.pid())
+            .into_iter()
+            .find(|&pid| crate::process::program_of(pid).as_deref() == Some(program))
     }
 }
