@@ -15,6 +15,8 @@ use tauri::Runtime;
 pub mod commands;
 mod error;
 pub mod events;
+pub mod library;
+pub mod settings;
 
 pub use error::CommandError;
 
@@ -39,14 +41,35 @@ pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
         commands::start_recording,
         commands::pause_recording,
         commands::resume_recording,
-        commands::stop_recording
+        commands::stop_recording,
+        library::list_recordings,
+        library::watch_library,
+        library::rename_recording,
+        library::delete_local_copy,
+        library::retry_recording,
+        library::upload_file,
+        library::recording_link,
+        library::reveal_recording,
+        settings::get_settings,
+        settings::list_destinations,
+        settings::add_destination,
+        settings::remove_destination,
+        settings::set_default_destination,
+        settings::test_connection,
+        settings::set_upload_while_recording
     ])
 }
 
 /// Writes the UI's TypeScript bindings to `path`.
 pub fn export_bindings(path: &std::path::Path) -> Result<(), String> {
     bindings::<tauri::Wry>()
-        .export(specta_typescript::Typescript::default().header("/* eslint-disable */\n// @ts-nocheck"), path)
+        .export(
+            specta_typescript::Typescript::default()
+                .header("/* eslint-disable */\n// @ts-nocheck")
+                // Journal ids and byte counts stay far below 2^53.
+                .bigint(specta_typescript::BigIntExportBehavior::Number),
+            path,
+        )
         .map_err(|err| err.to_string())
 }
 
@@ -62,6 +85,7 @@ pub fn create_app<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> ta
 fn open_engine(data_dir: &DataDir) -> Result<Arc<AppEngine>, CommandError> {
     match tauri::async_runtime::block_on(AppEngine::open(data_dir)) {
         Ok(engine) => {
+            tauri::async_runtime::block_on(settings::apply_saved_choices(&engine));
             tracing::info!(destination = %engine.destination_label(), "engine ready");
             Ok(Arc::new(engine))
         }
@@ -94,7 +118,20 @@ pub fn run() -> ExitCode {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.path().display(), "Opptak desktop starting");
     let engine = open_engine(&data_dir);
     let state = AppState { data_dir, log_file, engine };
-    match create_app(tauri::Builder::default(), state).run(tauri::generate_context!()) {
+    let recordings = state.data_dir.path().join(opptak_core::recording::RECORDINGS_DIR);
+    library::use_the_file_manager();
+    let builder = tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
+        // The Library plays recordings through the asset protocol, which
+        // may read the data folder's recordings and nothing else.
+        .setup(move |app| {
+            use tauri::Manager;
+            if let Err(err) = app.asset_protocol_scope().allow_directory(&recordings, true) {
+                tracing::error!(error = %err, "recordings cannot be played in the app");
+            }
+            Ok(())
+        });
+    match create_app(builder, state).run(tauri::generate_context!()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "desktop app failed");

@@ -2,5 +2,32 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() -> std::process::ExitCode {
+    #[cfg(target_os = "linux")]
+    paint_without_compositing();
     opptak_desktop::run()
+}
+
+/// WebKitGTK's switch for painting without accelerated compositing, which it
+/// reads from the environment only.
+#[cfg(target_os = "linux")]
+const NO_COMPOSITING: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
+
+/// Accelerated compositing renders through OpenGL; on school laptops without
+/// a usable GPU driver (and under Xvfb) that is Mesa's software rasteriser,
+/// which cost the window 107 MB and a third of its CPU while the level meter
+/// moved (`tests/benches/app.rs`). Opptak's window has nothing to composite,
+/// so it paints without it. Setting the variable in this process would need
+/// `unsafe` (`std::env::set_var`), so the app starts itself again with it
+/// set (same process id); a user who set it keeps their choice, and when the
+/// restart fails the app runs as it is.
+#[cfg(target_os = "linux")]
+fn paint_without_compositing() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(NO_COMPOSITING).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let err =
+        std::process::Command::new(exe).args(std::env::args_os().skip(1)).env(NO_COMPOSITING, "1").exec();
+    eprintln!("Opptak paints its window with WebKit's compositing on ({err}).");
 }

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod desktop;
+mod postgres;
 mod process;
 mod proxy;
 mod seaweed;
@@ -17,6 +18,7 @@ mod services;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+pub use postgres::Postgres;
 pub use process::{ChildGuard, descendants, program_of};
 pub use proxy::{
     BoundProxy, EtagRewrite, FaultCounts, FaultProxy, Held, Hold, HoldPoint, HoldingProxy, Shaping,

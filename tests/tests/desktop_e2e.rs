@@ -4,6 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use fantoccini::Locator;
 use opptak_journal::{Journal, RecordingState};
 use opptak_tests::desktop::{WAIT, button, connect, elapsed_seconds, poll, settle, testid};
@@ -14,9 +15,13 @@ use opptak_tests::{
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_shows_the_version_and_the_doctor_findings() {
     let Some(xvfb) = Xvfb::start().unwrap() else { return };
+    let Some(pulse) = PulseAudio::start().unwrap() else { return };
     let data_dir = tempfile::tempdir().unwrap();
-    let env =
-        [("DISPLAY", xvfb.display().to_owned()), ("OPPTAK_DATA_DIR", data_dir.path().display().to_string())];
+    let mut env = vec![
+        ("DISPLAY", xvfb.display().to_owned()),
+        ("OPPTAK_DATA_DIR", data_dir.path().display().to_string()),
+    ];
+    env.extend(pulse.env());
     let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
     let client = connect(&driver).await;
 
@@ -44,16 +49,8 @@ async fn settings_shows_the_version_and_the_doctor_findings() {
         }
         assert!(ids.contains(&"data-dir".to_owned()) && ids.contains(&"microphone".to_owned()), "{ids:?}");
 
-        settle(&client).await;
-        let png = client.screenshot().await?;
-        std::fs::write(screenshots_dir().join("settings.png"), png)?;
+        // Settings with destinations is `settings.png`, taken by desktop_settings.rs.
 
-        client.find(Locator::Css(&testid("nav-record"))).await?.click().await?;
-        client.wait().at_most(WAIT).for_element(Locator::Css(&testid("screen-record"))).await?;
-        settle(&client).await;
-        // The Record screen while recording is `record.png`, taken by the
-        // recording test.
-        std::fs::write(screenshots_dir().join("record-ready.png"), client.screenshot().await?)?;
         anyhow::Ok(())
     }
     .await;
@@ -161,16 +158,37 @@ async fn a_recording_made_in_the_window_holds_the_tone_and_is_safe_on_the_server
             .map(|text| order.iter().position(|step| text.starts_with(step)).unwrap_or(usize::MAX))
             .collect();
         assert!(ranks.is_sorted() && ranks.last() == Some(&4), "{shown:?}");
+
+        // A second lesson right after the first one.
+        button(&client, "Record another lesson").await?.click().await.context("Record another lesson")?;
+        button(&client, "Start recording").await?.click().await.context("the second Start")?;
+        let started = client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::XPath("//button[normalize-space()='Stop recording'] | //*[@role='alert']"))
+            .await
+            .context("the second recording starts or fails")?;
+        let shown = started.text().await.context("what the second start shows")?;
+        anyhow::ensure!(shown.trim() == "Stop recording", "the second recording did not start: {shown}");
+        button(&client, "Stop recording").await?.click().await.context("the second Stop")?;
+        poll("the second recording is safe", WAIT, || async {
+            let status = client.find(Locator::Css(&testid("record-status"))).await?;
+            Ok(status.text().await?.contains("Safe on server"))
+        })
+        .await?;
         anyhow::Ok(())
     }
     .await;
+    if result.is_err() {
+        eprintln!("DEBUG page: {}", client.source().await.unwrap_or_default());
+    }
     client.close().await.expect("end the WebDriver session");
     result.unwrap();
 
     let journal = Journal::open_in(data_dir.path()).unwrap();
     let recordings = journal.recordings().unwrap();
-    assert_eq!(recordings.len(), 1, "one recording: {recordings:?}");
-    let recording = &recordings[0];
+    assert_eq!(recordings.len(), 2, "two recordings: {recordings:?}");
+    let recording = recordings.iter().min_by_key(|recording| recording.id).unwrap();
     assert_eq!(recording.state, RecordingState::Ready, "{recording:?}");
     assert!(recording.name.starts_with("Lesson 20"), "the name from the screen: {}", recording.name);
     let local_sha256 = sha256_hex(&std::fs::read(&recording.path).unwrap());

@@ -86,6 +86,177 @@ async stopRecording() : Promise<Result<null, CommandError>> {
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
 }
+},
+/**
+ * Every recording, newest first, with where it is.
+ */
+async listRecordings() : Promise<Result<LibraryEntry[], CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("list_recordings") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Sends the Library on `on_change` now and again each time it changes,
+ * until the window is gone. A slow window skips to the newest state.
+ */
+async watchLibrary(onChange: TAURI_CHANNEL<LibraryEntry[]>) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("watch_library", { onChange }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Gives a recording a new name (the file keeps its own).
+ */
+async renameRecording(id: number, name: string) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("rename_recording", { id, name }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Deletes a recording's file on this computer: at once when it is safe on
+ * the server; when it is the only copy, only with `confirmed_only_copy`
+ * (else the error `only_copy`).
+ */
+async deleteLocalCopy(id: number, confirmedOnlyCopy: boolean) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("delete_local_copy", { id, confirmedOnlyCopy }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Starts a failed recording's upload again.
+ */
+async retryRecording(id: number) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("retry_recording", { id }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Uploads an existing recording file, as `opptak upload` does; returns
+ * its id in the Library.
+ */
+async uploadFile(path: string) : Promise<Result<number, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("upload_file", { path }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * The recording's link on its server, when the server has it.
+ */
+async recordingLink(id: number) : Promise<Result<string | null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("recording_link", { id }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Opens the folder that holds the recording's file, with the file selected.
+ */
+async revealRecording(id: number) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("reveal_recording", { id }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Everything the Settings screen shows about destinations and tokens.
+ */
+async getSettings() : Promise<Result<SettingsView, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("get_settings") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * This computer and every school server, the default marked.
+ */
+async listDestinations() : Promise<Result<DestinationInfo[], CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("list_destinations") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Adds a school server; its token goes to the credential store.
+ */
+async addDestination(name: string, url: string, token: string) : Promise<Result<DestinationInfo, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("add_destination", { name, url, token }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Removes a school server; when it was the default, recordings go to This
+ * computer again.
+ */
+async removeDestination(id: string) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("remove_destination", { id }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Makes `id` the default: the next recording goes there.
+ */
+async setDefaultDestination(id: string) : Promise<Result<DefaultDestination, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("set_default_destination", { id }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Tests a destination: a saved one by `id`, or a new one by `url` and
+ * `token` before it is added. The answer says what the server said.
+ */
+async testConnection(id: string | null, url: string | null, token: string | null) : Promise<Result<ConnectionCheck, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("test_connection", { id, url, token }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Turns uploading while recording on (the default) or off (upload from Stop on).
+ */
+async setUploadWhileRecording(on: boolean) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("set_upload_while_recording", { on }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
 }
 }
 
@@ -149,11 +320,115 @@ code: string;
  */
 message: string }
 /**
+ * The answer of [`check_connection`]: an outcome and what to tell the teacher.
+ */
+export type ConnectionCheck = { 
+/**
+ * What was found.
+ */
+outcome: ConnectionOutcome; 
+/**
+ * The HTTP status, when the server answered.
+ */
+status: number | null; 
+/**
+ * What happened and what to do, in a teacher's words.
+ */
+message: string }
+/**
+ * What [`check_connection`] found, for the UI to branch on.
+ */
+export type ConnectionOutcome = 
+/**
+ * An Opptak (or compatible LMS) upload API answered and took the token.
+ */
+"ok" | 
+/**
+ * The server answered 401 or 403: the token is wrong or expired.
+ */
+"tokenRefused" | 
+/**
+ * Something answered, but not the upload API (404, a web page, other JSON).
+ */
+"notUploadApi" | 
+/**
+ * Nothing answered: connection refused, unknown name, or no answer in time.
+ */
+"unreachable" | 
+/**
+ * The secure connection failed (certificate, or not HTTPS at all).
+ */
+"tlsProblem" | 
+/**
+ * The upload API answered with a server error (5xx).
+ */
+"serverError"
+/**
+ * Where tokens are kept on this computer.
+ */
+export type CredentialStore = 
+/**
+ * The operating system's credential store.
+ */
+"system" | 
+/**
+ * [`TOKENS_FILE`] in the data folder, readable only by this user.
+ */
+"file"
+/**
+ * The destination new recordings go to, as the Record screen names it.
+ */
+export type DefaultDestination = { 
+/**
+ * The destination now the default.
+ */
+destination: DestinationInfo; 
+/**
+ * Where recordings go, in words.
+ */
+label: string }
+/**
+ * A destination as the Settings screen lists it (never with its token).
+ */
+export type DestinationInfo = { 
+/**
+ * Its id: [`THIS_COMPUTER_ID`] or a school server's.
+ */
+id: string; 
+/**
+ * The name the teacher gave it.
+ */
+name: string; 
+/**
+ * Its base URL; `None` for This computer.
+ */
+url: string | null; 
+/**
+ * Which kind it is.
+ */
+kind: DestinationKind; 
+/**
+ * Whether new recordings go there.
+ */
+isDefault: boolean }
+/**
+ * Which kind of destination.
+ */
+export type DestinationKind = 
+/**
+ * The server inside the app.
+ */
+"thisComputer" | 
+/**
+ * A school's server or an LMS.
+ */
+"schoolServer"
+/**
  * One finding of the doctor.
  */
 export type DoctorCheck = { 
 /**
- * Stable identifier (`data-dir`, `disk-space`, `microphone`, `display`, `webview`).
+ * Stable identifier (`data-dir`, `disk-space`, `microphone`, `video`, `display`, `webview`).
  */
 id: string; 
 /**
@@ -184,6 +459,87 @@ ok: boolean;
  * The findings, in the order they were checked.
  */
 checks: DoctorCheck[] }
+/**
+ * One recording as the Library lists it.
+ */
+export type LibraryEntry = { 
+/**
+ * The journal id.
+ */
+id: number; 
+/**
+ * The name the teacher sees.
+ */
+name: string; 
+/**
+ * When it was made, in seconds since the Unix epoch.
+ */
+createdAt: number; 
+/**
+ * Its length, when the file says (WAV).
+ */
+lengthSeconds: number | null; 
+/**
+ * The file's size.
+ */
+sizeBytes: number; 
+/**
+ * Where it uploads, once chosen.
+ */
+destination: string | null; 
+/**
+ * The media file.
+ */
+path: string; 
+/**
+ * The MIME type (`audio/wav`, `video/mp4`).
+ */
+contentType: string; 
+/**
+ * Whether the file is still on this computer.
+ */
+hasLocalFile: boolean; 
+/**
+ * The recording on its server (the API's `recordings/{id}` URL), once
+ * the server knows it.
+ */
+link: string | null; 
+/**
+ * Where it is.
+ */
+status: LibraryStatus }
+/**
+ * Where a recording is, as the Library shows it. No prose but in `Failed`.
+ */
+export type LibraryStatus = 
+/**
+ * It is being recorded now.
+ */
+{ state: "recording" } | 
+/**
+ * It is on this computer only, and nothing is uploading it.
+ */
+{ state: "onlyOnThisComputer" } | 
+/**
+ * Its server cannot be reached; it uploads by itself when it can.
+ */
+{ state: "waitingForNetwork" } | 
+/**
+ * Parts are being sent.
+ */
+{ state: "uploading"; sentBytes: number; totalBytes: number; bytesPerSecond: number | null; secondsLeft: number | null } | 
+/**
+ * Everything is sent; the server is checking the file.
+ */
+{ state: "checking" } | 
+/**
+ * The server holds it with the same SHA-256 as this computer.
+ */
+{ state: "safe" } | 
+/**
+ * The upload failed.
+ */
+{ state: "failed"; code: string; message: string; needsTeacher: boolean }
 /**
  * A microphone the teacher can choose.
  */
@@ -285,6 +641,34 @@ export type RecordingStatus =
  * The upload stopped for good.
  */
 { state: "failed"; message: string }
+/**
+ * The Settings screen's view of this computer's choices.
+ */
+export type SettingsView = { 
+/**
+ * Every destination, This computer first.
+ */
+destinations: DestinationInfo[]; 
+/**
+ * The id of the default destination.
+ */
+defaultDestination: string; 
+/**
+ * Whether parts are uploaded while recording (else after Stop).
+ */
+uploadWhileRecording: boolean; 
+/**
+ * The data folder.
+ */
+dataDir: string; 
+/**
+ * Where tokens are kept.
+ */
+credentialStore: CredentialStore; 
+/**
+ * The same in words for the teacher.
+ */
+credentialStoreDescription: string }
 export type TAURI_CHANNEL<TSend> = null
 
 /** tauri-specta globals **/

@@ -1,10 +1,13 @@
 //! Opptak's capture engine: the computer's audio inputs, and recording one
-//! of them into WAV files that survive a crash.
+//! of them into WAV files that survive a crash; with the `video` feature,
+//! the screen or a camera with a microphone into fragmented MP4 files that
+//! survive a crash too ([`VideoRecorder`]).
 //!
 //! A [`Recorder`] writes 16-bit PCM through hound and fsyncs header and
 //! samples every second, publishing how many bytes are durable so that an
 //! uploader can send them while the lesson goes on. A file whose recorder
-//! died is made whole again by [`repair_wav`].
+//! died is made whole again by [`repair_wav`]; an MP4 one is cut after its
+//! last whole fragment by [`repair_fmp4`].
 //!
 //! ```no_run
 //! use opptak_capture::{Recorder, RecorderConfig};
@@ -17,13 +20,20 @@
 #![warn(missing_docs)]
 
 mod devices;
+mod fmp4;
 mod level;
 mod recorder;
+mod video;
 mod wav;
 
 pub use devices::{InputDevice, default_input, input_devices};
+pub use fmp4::{RepairedMp4, repair_fmp4};
 pub use level::{FLOOR_DBFS, Level};
 pub use recorder::{AudioFormat, CaptureEvent, Progress, Recorder, RecorderConfig, RecorderState, WavFile};
+pub use video::{
+    Camera, Screen, VIDEO_AUDIO_CHANNELS, VIDEO_AUDIO_RATE, VideoConfig, VideoFormat, VideoPreset,
+    VideoRecorder, VideoSource, cameras, default_display, screens, video_unavailable,
+};
 pub use wav::{MAX_DATA_BYTES, RepairedWav, repair_wav};
 
 /// What a user can do when no microphone is found.
@@ -72,6 +82,38 @@ pub enum Error {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// Screen or camera recording cannot work here: GStreamer or a part of
+    /// it is missing, or this build has no video.
+    #[error(
+        "Screen and camera recording is not available on this computer: {missing}. Recording sound alone still works."
+    )]
+    VideoUnavailable {
+        /// What is missing and what to install.
+        missing: String,
+    },
+    /// The screen cannot be recorded.
+    #[error(
+        "The screen {display} cannot be recorded: {reason}. Record from the desktop you are logged in to, or pick another screen."
+    )]
+    NoDisplay {
+        /// The display asked for.
+        display: String,
+        /// Why it cannot be opened.
+        reason: String,
+    },
+    /// The camera cannot be recorded.
+    #[error(
+        "The camera {camera} cannot be used: {reason}. Check that it is plugged in and that no other program is using it, or pick another camera."
+    )]
+    NoCamera {
+        /// The camera asked for.
+        camera: String,
+        /// Why it cannot be opened.
+        reason: String,
+    },
+    /// The video recorder failed in a way not covered above.
+    #[error("The video recording failed: {0}. Try again; if it keeps failing, restart the computer.")]
+    Video(String),
     /// A damaged recording could not be repaired.
     #[error("{path} cannot be repaired: {reason}. The file was left as it is.")]
     Unrepairable {

@@ -308,7 +308,7 @@ impl Drop for Recorder {
     }
 }
 
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     let text = panic
         .downcast_ref::<&str>()
         .map(|text| (*text).to_owned())
@@ -317,7 +317,7 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     format!("the recorder thread failed: {text}")
 }
 
-fn check_free_space(dir: &Path, needed: u64) -> Result<()> {
+pub(crate) fn check_free_space(dir: &Path, needed: u64) -> Result<()> {
     let free =
         fs4::available_space(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
     if free < needed {

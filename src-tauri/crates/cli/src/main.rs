@@ -72,13 +72,17 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = opptak_core::RetryPolicy::DEFAULT_MAX_ATTEMPTS)]
         max_retries: u32,
     },
-    /// List the microphones this computer has.
+    /// List the screens, cameras and microphones this computer has.
     Devices {
-        /// Print JSON.
+        /// Print JSON (the microphones; with --video, the screens and cameras).
         #[arg(long)]
         json: bool,
+        /// With --json: the screens and cameras instead of the microphones.
+        #[arg(long, requires = "json")]
+        video: bool,
     },
-    /// Record a lesson from the microphone, uploading it while it records.
+    /// Record a lesson from the microphone, or the screen or a camera with
+    /// the microphone, uploading it while it records.
     ///
     /// Stops after --seconds, or on Ctrl-C or SIGTERM, and ends with the
     /// recording's id and state.
@@ -139,7 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::runtime::Runtime::new()?.block_on(upload::resume(json, failed, policy, &data_dir))
         }
         Command::Recordings { json } => upload::recordings(json, &data_dir),
-        Command::Devices { json } => record::devices(json),
+        Command::Devices { json, video } => record::devices(json, video),
         Command::Record(args) => {
             let _log = logging::init(&data_dir, log_format).ok();
             tokio::runtime::Runtime::new()?.block_on(record::record(args, &data_dir))

@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use opptak_capture::{AudioFormat, CaptureEvent, RecorderState};
-use opptak_core::recording::RecorderLimits;
+use opptak_capture::{VideoPreset, VideoSource};
+use opptak_core::recording::{RecorderLimits, VideoOptions};
 use opptak_core::{DataDir, Opptak, RecordOptions, RecordedFile, RecordingSession, SessionEvent};
 use opptak_journal::RecordingState;
 use opptak_upload::{UploadEvent, Uploaded};
@@ -45,6 +46,34 @@ pub struct RecordArgs {
     /// Print one JSON event per line.
     #[arg(long)]
     json: bool,
+    /// Record the screen (with the microphone) into an MP4 video.
+    #[arg(long)]
+    screen: bool,
+    /// Record this camera (with the microphone) into an MP4 video; with
+    /// --screen, the camera goes in a corner of the screen.
+    #[arg(long, value_name = "DEVICE")]
+    camera: Option<String>,
+    /// The X display whose screen --screen records [default: $DISPLAY].
+    #[arg(long, value_name = ":N", requires = "screen")]
+    display: Option<String>,
+    /// Picture size and frames per second of a video: 720p30, 1080p30, 720p15 or 1080p15.
+    #[arg(long, value_name = "PRESET", default_value_t = VideoPreset::default())]
+    preset: VideoPreset,
+}
+
+impl RecordArgs {
+    /// What `--screen`, `--camera` and `--display` ask to film, if anything.
+    fn video(&self) -> Option<VideoOptions> {
+        let source = match (self.screen, &self.camera) {
+            (false, None) => return None,
+            (true, None) => VideoSource::Screen { display: self.display.clone() },
+            (false, Some(device)) => VideoSource::Camera { device: device.clone() },
+            (true, Some(camera)) => {
+                VideoSource::ScreenWithCamera { display: self.display.clone(), camera: camera.clone() }
+            }
+        };
+        Some(VideoOptions { source, preset: self.preset })
+    }
 }
 
 fn parse_file_size_mb(text: &str) -> Result<f64, String> {
@@ -54,9 +83,22 @@ fn parse_file_size_mb(text: &str) -> Result<f64, String> {
     }
 }
 
-/// `opptak devices`.
-pub fn devices(json: bool) -> anyhow::Result<ExitCode> {
+/// `opptak devices`: microphones; with `video`, screens and cameras (JSON);
+/// as text, all three.
+pub fn devices(json: bool, video: bool) -> anyhow::Result<ExitCode> {
+    if json && video {
+        let value = json!({
+            "screens": opptak_capture::screens(),
+            "cameras": opptak_capture::cameras(),
+            "unavailable": opptak_capture::video_unavailable(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let devices = opptak_capture::input_devices()?;
+    if !json {
+        print_video_devices();
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&devices)?);
     } else if devices.is_empty() {
@@ -75,6 +117,33 @@ pub fn devices(json: bool) -> anyhow::Result<ExitCode> {
         println!("\n* is the default. Record from another with `opptak record --device NAME`.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The screens and cameras, as text, before the microphones.
+fn print_video_devices() {
+    if let Some(why) = opptak_capture::video_unavailable() {
+        println!("Screens and cameras: cannot be recorded here: {why}.\n");
+        return;
+    }
+    let screens = opptak_capture::screens();
+    println!("Screens:");
+    if screens.is_empty() {
+        println!("  none (no graphical desktop is running)");
+    }
+    for screen in &screens {
+        let mark = if screen.is_default { "*" } else { " " };
+        println!("{mark} {}", screen.display);
+    }
+    let cameras = opptak_capture::cameras();
+    println!("Cameras:");
+    if cameras.is_empty() {
+        println!("  none");
+    }
+    for camera in &cameras {
+        println!("  {} ({})", camera.device, camera.name);
+    }
+    println!("Record one with `opptak record --screen [--display :N]` or `--camera DEVICE`.\n");
+    println!("Microphones:");
 }
 
 /// The one updating line of a recording in a terminal.
@@ -318,6 +387,7 @@ pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<Exit
         limits: Some(limits),
         keep_local: args.no_upload,
         max_file_bytes: args.file_size_mb.map(|mb| (mb * 1_000_000.0) as u64),
+        video: args.video(),
     };
     let session = match opptak.record(options, destination.as_ref()).await {
         Ok(session) => session,
@@ -340,11 +410,17 @@ pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<Exit
         "Stopping: the recording is kept and its upload goes on until it is safe on the server.",
     )?;
     let mut display = Display::new(args.json);
+    let video = session.video_format().cloned();
     if args.json {
         println!(
             "{}",
-            json!({"event": "recording", "localId": session.local_id(), "device": format.device, "sampleRate": format.sample_rate, "channels": format.channels})
+            json!({"event": "recording", "localId": session.local_id(), "device": format.device, "sampleRate": format.sample_rate, "channels": format.channels, "video": video})
         );
+    } else if let Some(video) = &video {
+        display.say(&format!(
+            "Recording the {} ({}x{} at {} fps) with the {} microphone {how_to_stop}.",
+            video.source, video.width, video.height, video.fps, video.microphone
+        ));
     } else {
         display.say(&format!(
             "Recording from {} ({} Hz, {channels}) {how_to_stop}.",
@@ -354,12 +430,15 @@ pub async fn record(args: RecordArgs, data_dir: &DataDir) -> anyhow::Result<Exit
     run_until_stopped(&session, &mut display, args.seconds, &interrupts).await;
     display.upload = "finishing".into();
     display.redraw();
+    let progress = session.progress();
     let stopped = session.stop().await?;
+    // A video's length is the microphone's time recorded, not a byte count.
+    let video_seconds = video.is_some().then(|| progress.borrow().recorded.as_secs_f64());
     let mut failed = false;
     for file in stopped.files {
         let recording = file.recording.clone();
         let outcome = settle(&opptak, file).await;
-        let seconds = recording_seconds(&recording, &format);
+        let seconds = video_seconds.unwrap_or_else(|| recording_seconds(&recording, &format));
         let (status, line) = match &outcome {
             Outcome::Ready(done) => (
                 "ready",

@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// Size of every upload part but the last, in MiB (at least 5) [default: 8].
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(5..=5120))]
     part_size_mib: Option<u64>,
+    /// Keep metadata and the job queue in this PostgreSQL database
+    /// (postgres://USER:PASSWORD@HOST/DB) instead of a SQLite file in the
+    /// data folder, so several servers can share them (each with its own
+    /// --data-dir; media in S3, as the local store allows only one server).
+    #[arg(long, value_name = "URL", env = "OPPTAK_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// TOML config file; flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -67,6 +73,8 @@ struct ConfigFile {
     /// A file of `NAME:TOKEN` lines (blank lines and `#` comments ignored).
     users_file: Option<PathBuf>,
     part_size_mib: Option<u64>,
+    /// `postgres://…`; `--database-url` and `OPPTAK_DATABASE_URL` win.
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +160,14 @@ pub async fn run(
     }
     if let Some(url) = args.public_url.or(file.public_url) {
         builder = builder.public_url(url);
+    }
+    if let Some(url) = args.database_url.or(file.database_url) {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!(
+                "the database URL must start with postgres:// (PostgreSQL is the only shared database Opptak supports)"
+            );
+        }
+        builder = builder.database_url(url);
     }
     let server = builder.start().await?;
     // The first line on stdout, for scripts and tests that wait for it.

@@ -4,16 +4,18 @@
 //!
 //! After a recording stops, its [`RecordingStatus`] follows it from "saved
 //! on this computer" to "safe on server" on a `watch` channel, so a window
-//! that looks late still sees the last state, never a stale one.
+//! that looks late still sees the last state, never a stale one. The
+//! status is read off the [`Library`], which follows every running upload
+//! (those resumed at launch, the stopped recording's, retries and
+//! uploaded files) and holds what each recording's row says.
 
 use std::sync::Arc;
 
-use opptak_journal::{Journal, RecordingState};
-use opptak_upload::{UploadConfig, UploadEvent, UploadHandle};
+use opptak_upload::UploadConfig;
 use serde::Serialize;
 use tokio::sync::{Mutex, broadcast, watch};
 
-use crate::recording::RecordedFile;
+use crate::library::{Library, LibraryEntry, LibraryStatus};
 pub use opptak_capture::{CaptureEvent, Error as CaptureError, InputDevice, Progress};
 
 use crate::{
@@ -84,9 +86,16 @@ pub struct AppEngine {
     destination: Option<Arc<Destination>>,
     destination_label: String,
     current: Mutex<Option<Current>>,
-    /// Uploads `resume_all` started at launch, held so they are not lost
-    /// track of.
-    resumed: std::sync::Mutex<Vec<UploadHandle>>,
+    /// Every recording and the uploads running for them.
+    library: Library,
+    /// The destination chosen in Settings and its label, for recordings
+    /// started from now on; `None`: `destination` and `destination_label`.
+    chosen: std::sync::RwLock<Option<(Option<Arc<Destination>>, String)>>,
+    /// Whether a recording uploads while it records (else from Stop on).
+    upload_while_recording: std::sync::atomic::AtomicBool,
+    /// Where the running recording goes after Stop, when it does not
+    /// upload while recording.
+    upload_after_stop: std::sync::Mutex<Option<Arc<Destination>>>,
 }
 
 impl std::fmt::Debug for AppEngine {
@@ -116,8 +125,9 @@ impl AppEngine {
         match engine.opptak.resume_all(engine.destination.as_deref(), UploadConfig::default()).await {
             Ok(running) => {
                 tracing::info!(uploads = running.len(), "resumed unfinished uploads");
-                let handles = running.into_iter().map(|(_, handle)| handle);
-                engine.resumed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(handles);
+                for (recording, upload) in running {
+                    engine.library.register(recording.id, upload);
+                }
             }
             Err(err) => tracing::error!(error = %err, "could not resume unfinished uploads"),
         }
@@ -127,13 +137,69 @@ impl AppEngine {
     /// An engine over `opptak` that uploads to `destination` (none: every
     /// recording stays on this computer), described to the teacher as `label`.
     pub fn with_destination(opptak: Opptak, destination: Option<Arc<Destination>>, label: String) -> Self {
+        let library = Library::new(opptak.clone(), destination.clone(), UploadConfig::default());
         Self {
             opptak,
             destination,
             destination_label: label,
             current: Mutex::new(None),
-            resumed: std::sync::Mutex::new(Vec::new()),
+            library,
+            chosen: std::sync::RwLock::new(None),
+            upload_while_recording: std::sync::atomic::AtomicBool::new(true),
+            upload_after_stop: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Makes recordings started from now on go to `destination` (none: they
+    /// stay on this computer), described to the teacher as `label`. A
+    /// running recording goes on to where it started.
+    pub fn set_destination(&self, destination: Option<Arc<Destination>>, label: String) {
+        *self.chosen.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((destination, label));
+    }
+
+    /// Makes recordings started from now on go to the server inside the
+    /// app again (the destination the engine opened with).
+    pub fn use_this_computer(&self) {
+        *self.chosen.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
+    /// The server inside the app, when it runs.
+    pub fn this_computer(&self) -> Option<Arc<Destination>> {
+        self.destination.clone()
+    }
+
+    /// Where the next recording goes, and its label.
+    pub fn next_destination(&self) -> (Option<Arc<Destination>>, String) {
+        match &*self.chosen.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            Some((destination, label)) => (destination.clone(), label.clone()),
+            None => (self.destination.clone(), self.destination_label.clone()),
+        }
+    }
+
+    /// Whether recordings started from now on upload while recording
+    /// (`true`, the default) or only from Stop on.
+    pub fn set_upload_while_recording(&self, on: bool) {
+        self.upload_while_recording.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// See [`AppEngine::set_upload_while_recording`].
+    pub fn upload_while_recording(&self) -> bool {
+        self.upload_while_recording.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every recording, where it is, and the uploads running for them.
+    pub fn library(&self) -> &Library {
+        &self.library
+    }
+
+    /// Uploads the file at `path` to where recordings go now, as `opptak
+    /// upload` does; returns its journal id.
+    pub async fn upload_file(&self, path: &std::path::Path) -> Result<i64> {
+        crate::library::uploadable(path)?;
+        let destination = self.destination.clone().ok_or_else(|| {
+            Error::Embedded(format!("{}, so the file cannot be uploaded now", self.destination_label))
+        })?;
+        self.library.upload_file(path, &destination).await
     }
 
     /// The engine.
@@ -141,9 +207,9 @@ impl AppEngine {
         &self.opptak
     }
 
-    /// Where recordings go, in words ("This computer (http://127.0.0.1:…)").
-    pub fn destination_label(&self) -> &str {
-        &self.destination_label
+    /// Where the next recording goes, in words ("This computer (http://127.0.0.1:…)").
+    pub fn destination_label(&self) -> String {
+        self.next_destination().1
     }
 
     /// The microphones this computer offers, the system default first and
@@ -161,7 +227,16 @@ impl AppEngine {
             return Err(Error::AlreadyRecording);
         }
         let options = RecordOptions { device, name, ..RecordOptions::default() };
-        let session = self.opptak.record(options, self.destination.as_deref()).await?;
+        let (destination, _) = self.next_destination();
+        let uploading_now = self.upload_while_recording();
+        let session = self.opptak.record(options, destination.as_deref().filter(|_| uploading_now)).await?;
+        if let Some(destination) = destination.filter(|_| !uploading_now) {
+            // Journaled at once, so a crash resumes it to the same place.
+            let (id, destination_id) = (session.local_id(), destination.id);
+            self.opptak.blocking(move |journal| journal.set_destination(id, Some(destination_id))).await?;
+            *self.upload_after_stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Some(destination);
+        }
         let (status, status_rx) = watch::channel(RecordingStatus::Recording);
         let feed = RecordingFeed {
             local_id: session.local_id(),
@@ -170,6 +245,7 @@ impl AppEngine {
             status: status_rx,
         };
         *current = Some(Current { session, status });
+        self.library.changed();
         Ok(feed)
     }
 
@@ -214,103 +290,96 @@ impl AppEngine {
         } else {
             "The recording is kept on this computer and was not sent anywhere.".to_owned()
         };
-        tokio::spawn(follow_uploads(self.opptak.journal().clone(), stopped.files, status, nowhere));
+        let mut files = Vec::with_capacity(stopped.files.len());
+        let after_stop =
+            self.upload_after_stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        for file in stopped.files {
+            files.push(file.recording.id);
+            if let Some(upload) = file.upload {
+                self.library.register(file.recording.id, upload);
+            } else if let Some(destination) = &after_stop {
+                // Upload while recording was off: it starts now.
+                let id = file.recording.id;
+                let destination_id = destination.id;
+                let finished = self
+                    .opptak
+                    .blocking(move |journal| {
+                        journal.set_destination(id, Some(destination_id))?;
+                        journal.recording(id)
+                    })
+                    .await;
+                match finished {
+                    Ok(Some(recording)) => {
+                        let upload = self.opptak.upload(&recording, destination, UploadConfig::default());
+                        self.library.register(id, upload);
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::error!(recording = id, error = %err, "could not start the upload after Stop");
+                    }
+                }
+            }
+        }
+        match self.library.watch().await {
+            Ok(library) => drop(tokio::spawn(follow_in_library(library, files, status, nowhere))),
+            // The recording is saved; only following its upload failed.
+            Err(err) => drop(status.send_replace(RecordingStatus::Failed { message: err.to_string() })),
+        }
         Ok(local_id)
     }
 }
 
-/// Turns one upload event into what the teacher sees, when it changes that.
-fn status_of(event: &UploadEvent) -> Option<RecordingStatus> {
-    match event {
-        UploadEvent::PartSent { sent_bytes, total_bytes, .. } => {
-            let percent = sent_bytes.saturating_mul(100).checked_div(*total_bytes).unwrap_or(0).min(99);
-            Some(RecordingStatus::Uploading { percent: percent as u8 })
-        }
-        UploadEvent::WaitingForNetwork { .. } => Some(RecordingStatus::WaitingForNetwork),
-        UploadEvent::Finishing | UploadEvent::Processing | UploadEvent::StillChecking { .. } => {
-            Some(RecordingStatus::Checking)
-        }
-        UploadEvent::Ready { .. } => Some(RecordingStatus::Safe),
-        UploadEvent::Failed { message } => Some(RecordingStatus::Failed { message: message.clone() }),
-        UploadEvent::SessionStarted { .. } | UploadEvent::Retrying { .. } | UploadEvent::Stalled { .. } => {
-            None
-        }
+/// Where a recording made of `files` is, from the Library's snapshot;
+/// `None` while the snapshot does not know yet that it stopped.
+fn status_in_library(entries: &[LibraryEntry], files: &[i64], nowhere: &str) -> Option<RecordingStatus> {
+    for id in files {
+        let Some(entry) = entries.iter().find(|entry| entry.id == *id) else {
+            return Some(RecordingStatus::Failed {
+                message:
+                    "The recording is no longer in Opptak's list. Look for its file in the recordings folder."
+                        .to_owned(),
+            });
+        };
+        return Some(match &entry.status {
+            LibraryStatus::Safe => continue,
+            LibraryStatus::Recording => return None,
+            LibraryStatus::OnlyOnThisComputer => {
+                RecordingStatus::OnlyOnThisComputer { message: nowhere.to_owned() }
+            }
+            LibraryStatus::WaitingForNetwork => RecordingStatus::WaitingForNetwork,
+            LibraryStatus::Uploading { sent_bytes, total_bytes, .. } => {
+                let percent = sent_bytes.saturating_mul(100).checked_div(*total_bytes).unwrap_or(0).min(99);
+                RecordingStatus::Uploading { percent: percent as u8 }
+            }
+            LibraryStatus::Checking => RecordingStatus::Checking,
+            LibraryStatus::Failed { message, .. } => RecordingStatus::Failed { message: message.clone() },
+        });
     }
+    Some(RecordingStatus::Safe)
 }
 
-/// The journal's word on a file whose upload ended: it is the truth even
-/// when events were missed.
-fn status_in_journal(journal: &Journal, local_id: i64, ended_with: Option<String>) -> RecordingStatus {
-    match journal.recording(local_id) {
-        Ok(Some(recording)) => match recording.state {
-            RecordingState::Ready => RecordingStatus::Safe,
-            RecordingState::Waiting => RecordingStatus::WaitingForNetwork,
-            RecordingState::Finishing | RecordingState::Processing => RecordingStatus::Checking,
-            RecordingState::Failed => RecordingStatus::Failed {
-                message: recording
-                    .error
-                    .or(ended_with)
-                    .unwrap_or_else(|| "The upload stopped. Open the Library and press Retry.".to_owned()),
-            },
-            _ => match ended_with {
-                Some(message) => RecordingStatus::Failed { message },
-                None => RecordingStatus::Saved,
-            },
-        },
-        Ok(None) => RecordingStatus::Failed {
-            message: format!(
-                "Recording {local_id} is no longer in Opptak's list. Look for its file in the recordings folder."
-            ),
-        },
-        Err(err) => RecordingStatus::Failed { message: Error::Journal(err.to_string()).to_string() },
-    }
-}
-
-/// Follows each file's upload to its end, publishing where the recording is.
-async fn follow_uploads(
-    journal: Journal,
-    files: Vec<RecordedFile>,
+/// Publishes where the stopped recording is until nothing more changes
+/// without the teacher.
+async fn follow_in_library(
+    mut library: watch::Receiver<Vec<LibraryEntry>>,
+    files: Vec<i64>,
     status: watch::Sender<RecordingStatus>,
     nowhere: String,
 ) {
-    for file in files {
-        let local_id = file.recording.id;
-        let Some(upload) = file.upload else {
-            status.send_replace(RecordingStatus::OnlyOnThisComputer { message: nowhere });
-            return;
-        };
-        let mut events = upload.subscribe();
-        let joined = upload.join();
-        tokio::pin!(joined);
-        let ended = loop {
-            tokio::select! {
-                ended = &mut joined => break ended,
-                event = events.recv() => match event {
-                    // "Safe" is said once the journal agrees, after the join.
-                    Ok(UploadEvent::Ready { .. }) => {}
-                    Ok(event) => {
-                        if let Some(next) = status_of(&event) {
-                            status.send_replace(next);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => {
-                        break (&mut joined).await;
-                    }
-                },
+    loop {
+        let now = status_in_library(&library.borrow_and_update(), &files, &nowhere);
+        if let Some(now) = now {
+            let done = now.is_final();
+            status.send_if_modified(|shown| {
+                let changed = *shown != now;
+                *shown = now;
+                changed
+            });
+            if done {
+                return;
             }
-        };
-        let ended_with = ended.err().map(|err| err.to_string());
-        let journal_for_read = journal.clone();
-        let now =
-            tokio::task::spawn_blocking(move || status_in_journal(&journal_for_read, local_id, ended_with))
-                .await
-                .unwrap_or_else(|err| RecordingStatus::Failed {
-                    message: Error::Journal(err.to_string()).to_string(),
-                });
-        let safe = now == RecordingStatus::Safe;
-        status.send_replace(now);
-        if !safe {
+        }
+        if library.changed().await.is_err() {
             return;
         }
     }
@@ -320,20 +389,62 @@ async fn follow_uploads(
 mod tests {
     use super::*;
 
+    fn entry(id: i64, status: LibraryStatus) -> LibraryEntry {
+        LibraryEntry {
+            id,
+            name: format!("lesson {id}"),
+            created_at: 0,
+            length_seconds: None,
+            size_bytes: 100,
+            destination: None,
+            path: format!("/r/{id}.wav"),
+            content_type: "audio/wav".into(),
+            has_local_file: true,
+            link: None,
+            status,
+        }
+    }
+
     #[test]
-    fn upload_events_read_as_a_teacher_sees_them() {
-        let part = UploadEvent::PartSent { part_number: 1, sent_bytes: 43, total_bytes: 100 };
-        assert_eq!(status_of(&part), Some(RecordingStatus::Uploading { percent: 43 }));
-        let all = UploadEvent::PartSent { part_number: 2, sent_bytes: 100, total_bytes: 100 };
+    fn the_record_screen_reads_the_library_as_a_teacher_sees_it() {
+        let uploading = |sent| LibraryStatus::Uploading {
+            sent_bytes: sent,
+            total_bytes: 100,
+            bytes_per_second: None,
+            seconds_left: None,
+        };
+        let of = |statuses: Vec<LibraryStatus>| {
+            let entries: Vec<LibraryEntry> =
+                statuses.into_iter().enumerate().map(|(n, status)| entry(n as i64 + 1, status)).collect();
+            let ids: Vec<i64> = entries.iter().map(|entry| entry.id).collect();
+            status_in_library(&entries, &ids, "nowhere to go")
+        };
+        assert_eq!(of(vec![uploading(43)]), Some(RecordingStatus::Uploading { percent: 43 }));
         assert_eq!(
-            status_of(&all),
+            of(vec![uploading(100)]),
             Some(RecordingStatus::Uploading { percent: 99 }),
             "safe only when checked"
         );
-        assert_eq!(status_of(&UploadEvent::Processing), Some(RecordingStatus::Checking));
-        let waiting =
-            UploadEvent::WaitingForNetwork { reason: "refused".into(), retry_in: std::time::Duration::ZERO };
-        assert_eq!(status_of(&waiting), Some(RecordingStatus::WaitingForNetwork));
+        assert_eq!(of(vec![LibraryStatus::Checking]), Some(RecordingStatus::Checking));
+        assert_eq!(of(vec![LibraryStatus::WaitingForNetwork]), Some(RecordingStatus::WaitingForNetwork));
+        assert_eq!(of(vec![LibraryStatus::Recording]), None, "the Library has not seen the stop yet");
+        assert_eq!(
+            of(vec![LibraryStatus::OnlyOnThisComputer]),
+            Some(RecordingStatus::OnlyOnThisComputer { message: "nowhere to go".into() })
+        );
+        // A recording of several files is safe when every file is, and shows the first that is not.
+        assert_eq!(of(vec![LibraryStatus::Safe, LibraryStatus::Safe]), Some(RecordingStatus::Safe));
+        assert_eq!(
+            of(vec![LibraryStatus::Safe, uploading(10)]),
+            Some(RecordingStatus::Uploading { percent: 10 })
+        );
+        let failed = LibraryStatus::Failed {
+            code: "offline".into(),
+            message: "Try later.".into(),
+            needs_teacher: false,
+        };
+        assert_eq!(of(vec![failed]), Some(RecordingStatus::Failed { message: "Try later.".into() }));
+        assert!(matches!(status_in_library(&[], &[7], ""), Some(RecordingStatus::Failed { .. })));
         assert!(RecordingStatus::Safe.is_final() && !RecordingStatus::Checking.is_final());
     }
 
@@ -348,31 +459,46 @@ mod tests {
         assert!(!engine.is_recording().await);
     }
 
-    #[test]
-    fn the_journal_decides_the_final_word() {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_engine_registers_the_uploads_it_resumes_at_launch_and_follows_them_to_safe() {
         let temp = tempfile::tempdir().unwrap();
-        let opptak = Opptak::open(&DataDir::at(temp.path())).unwrap();
-        let journal = opptak.journal();
-        let path = temp.path().join("a.wav");
-        std::fs::write(&path, b"x").unwrap();
-        let new = opptak_journal::NewRecording::growing(&path, "lesson", "audio/wav", "audio", false);
-        let id = journal.add_recording(new).unwrap().id;
-        journal.mark_finished(id, 1, None).unwrap();
-        journal.set_state(id, RecordingState::Uploading, None).unwrap();
-        journal.set_state(id, RecordingState::Waiting, None).unwrap();
-        assert_eq!(status_in_journal(journal, id, None), RecordingStatus::WaitingForNetwork);
-        journal
-            .set_state_because(
-                id,
-                RecordingState::Failed,
-                Some(crate::Problem::Storage),
-                Some("the token was refused"),
-            )
-            .unwrap();
-        assert_eq!(
-            status_in_journal(journal, id, None),
-            RecordingStatus::Failed { message: "the token was refused".into() }
-        );
-        assert!(matches!(status_in_journal(journal, id + 1, None), RecordingStatus::Failed { .. }));
+        let data_dir = DataDir::at(temp.path().join("data"));
+        let file = temp.path().join("left.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::create(&file, spec).unwrap();
+        for n in 0..8000 {
+            writer.write_sample((n % 90) as i16).unwrap();
+        }
+        writer.finalize().unwrap();
+        // Left unfinished by an earlier run: journaled, never uploaded.
+        let id = Opptak::open(&data_dir).unwrap().add_file(&file, "left", None).await.unwrap().id;
+
+        let engine = AppEngine::open(&data_dir).await.unwrap();
+        let mut library = engine.library().watch().await.unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let status =
+                library.borrow_and_update().iter().find(|entry| entry.id == id).map(|e| e.status.clone());
+            if status == Some(LibraryStatus::Safe) {
+                break;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, library.changed()).await.is_ok(),
+                "not safe: {status:?}"
+            );
+        }
+        let journaled = engine.opptak().journal().recording(id).unwrap().unwrap();
+        assert_eq!(journaled.state, opptak_journal::RecordingState::Ready);
+        assert!(engine.library().running_ids().is_empty());
+        // Uploading a file goes through the same registry.
+        let again = temp.path().join("again.wav");
+        std::fs::copy(&file, &again).unwrap();
+        let uploaded = engine.upload_file(&again).await.unwrap();
+        assert_ne!(uploaded, id);
     }
 }

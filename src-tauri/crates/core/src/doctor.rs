@@ -35,7 +35,7 @@ pub enum CheckStatus {
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct DoctorCheck {
-    /// Stable identifier (`data-dir`, `disk-space`, `microphone`, `display`, `webview`).
+    /// Stable identifier (`data-dir`, `disk-space`, `microphone`, `video`, `display`, `webview`).
     pub id: String,
     /// What was checked, in a few words.
     pub title: String,
@@ -66,7 +66,8 @@ impl DoctorCheck {
 
 /// Runs every check. Never fails: a check that cannot run is itself a finding.
 pub fn run(data_dir: &DataDir) -> DoctorReport {
-    let mut checks = vec![check_data_dir(data_dir), check_disk_space(data_dir), check_microphone()];
+    let mut checks =
+        vec![check_data_dir(data_dir), check_disk_space(data_dir), check_microphone(), check_video()];
     checks.extend(display_checks());
     let ok = checks.iter().all(|check| check.status == CheckStatus::Ok);
     DoctorReport { ok, checks }
@@ -169,6 +170,33 @@ fn check_microphone() -> DoctorCheck {
                 Some(opptak_capture::NO_MICROPHONE_ADVICE.into()),
             )
         }
+    }
+}
+
+/// Whether screens and cameras can be recorded: GStreamer and every
+/// element a video recording uses are there (asked of GStreamer itself).
+fn check_video() -> DoctorCheck {
+    let title = "Screen and camera recording";
+    match opptak_capture::video_unavailable() {
+        None => DoctorCheck::new(
+            "video",
+            title,
+            CheckStatus::Ok,
+            "GStreamer and its screen, camera and encoder parts are installed.".into(),
+            None,
+        ),
+        Some(missing) => DoctorCheck::new(
+            "video",
+            title,
+            CheckStatus::Warning,
+            format!("Screens and cameras cannot be recorded: {missing}. Recording sound alone works."),
+            Some(
+                "Install GStreamer with its plugins (Debian/Ubuntu: `sudo apt install gstreamer1.0-plugins-base \
+                 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav`), \
+                 or install Opptak from its .deb/.rpm package, which brings them along."
+                    .into(),
+            ),
+        ),
     }
 }
 

@@ -18,13 +18,20 @@
 
 pub mod app_engine;
 mod data_dir;
+pub mod destinations;
 pub mod doctor;
+pub mod library;
 pub mod logging;
 pub mod recording;
 pub mod uploads;
 
 pub use app_engine::{AppEngine, RecordingFeed, RecordingStatus};
 pub use data_dir::{DATA_DIR_ENV, DataDir};
+pub use destinations::{
+    ConnectionCheck, ConnectionOutcome, CredentialStore, DestinationInfo, SettingsView, TokenStore,
+    check_connection,
+};
+pub use library::{Library, LibraryEntry, LibraryStatus};
 /// Why a recording is in its state, as the journal has it.
 pub use opptak_journal::Problem;
 pub use recording::{RecordOptions, RecordedFile, RecordingSession, SessionEvent, StoppedRecording};
@@ -80,6 +87,70 @@ pub enum Error {
     /// Pause, resume or stop was asked with no recording running.
     #[error("Nothing is being recorded right now. Start a recording first.")]
     NotRecording,
+    /// No recording has this id (it was deleted, or the list is out of date).
+    #[error("This recording is not in Opptak's list any more. Look at the Library again.")]
+    UnknownRecording(i64),
+    /// A recording was given a blank name.
+    #[error("A recording needs a name. Type one and try again.")]
+    BlankName,
+    /// The local copy of a recording still being recorded was to be deleted.
+    #[error("\"{name}\" is still being recorded. Stop the recording first.")]
+    StillRecording {
+        /// The recording's name.
+        name: String,
+    },
+    /// The local copy is the only one: the server does not hold the recording.
+    #[error(
+        "\"{name}\" is only on this computer: it is not safe on the server yet. Deleting it deletes the only copy."
+    )]
+    OnlyCopy {
+        /// The recording's name.
+        name: String,
+    },
+    /// Retry was asked for a recording whose upload did not fail.
+    #[error("\"{name}\" has not failed, so there is nothing to retry. Its upload goes on by itself.")]
+    NotRetryable {
+        /// The recording's name.
+        name: String,
+    },
+    /// The local file could not be deleted.
+    #[error(
+        "Could not delete the file of \"{name}\" ({source}). Check that it is not open in another program and try again."
+    )]
+    Delete {
+        /// The recording's name.
+        name: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A web address given for a destination cannot be used.
+    #[error(
+        "The address \"{url}\" cannot be used: {reason}. Copy the address your school gave for Opptak, for example https://opptak.school.example."
+    )]
+    InvalidUrl {
+        /// The address as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No destination has this id (it was removed meanwhile).
+    #[error("That destination is not in the list any more ({0}). Reopen Settings to see the current list.")]
+    UnknownDestination(String),
+    /// A destination cannot be added, removed or changed as asked; the
+    /// message says why and what to do.
+    #[error("{0}")]
+    Destination(String),
+    /// The settings file cannot be read or written.
+    #[error("Opptak's settings in {path} cannot be used: {reason}.")]
+    Settings {
+        /// The settings file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A token cannot be kept or read.
+    #[error("A school server's token could not be kept or read: {0}.")]
+    Credentials(String),
     /// The log file could not be set up.
     #[error("Could not start logging to {path} ({reason}). Check that the data directory is writable.")]
     Logging {

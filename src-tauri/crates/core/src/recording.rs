@@ -1,15 +1,21 @@
-//! Recording sessions: capture writes a WAV file, the journal learns each
-//! second how much of it is durable, and the upload engine sends every
-//! whole part as soon as it is — part 1, which holds the header, last.
+//! Recording sessions: capture writes a WAV file (microphone) or a
+//! fragmented MP4 (screen or camera with a microphone), the journal learns
+//! each second how much of it is durable, and the upload engine sends every
+//! whole part as soon as it is — for WAV, part 1, which holds the header,
+//! last; an MP4 is only ever appended to, so its parts go in order.
 //!
 //! A recording whose process died is found at the next start by
-//! [`Opptak::recover`]: its header is rebuilt from the file's length and
-//! it is uploaded like any stopped recording.
+//! [`Opptak::recover`]: a WAV header is rebuilt from the file's length, an
+//! MP4 is cut after its last whole fragment, and it is uploaded like any
+//! stopped recording.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use opptak_capture::{AudioFormat, CaptureEvent, Progress, Recorder, RecorderConfig, RecorderState};
+use opptak_capture::{
+    AudioFormat, CaptureEvent, Progress, Recorder, RecorderConfig, RecorderState, VideoConfig, VideoFormat,
+    VideoPreset, VideoRecorder, VideoSource, WavFile,
+};
 use opptak_journal::{Journal, LocalRecording, NewRecording, Problem, RecordingState};
 use opptak_upload::{Source, SourceState, UploadConfig, UploadEvent, UploadHandle};
 use tokio::sync::{broadcast, watch};
@@ -40,6 +46,18 @@ pub struct RecordOptions {
     /// (`<name>-2.wav`, …); `None` for the WAV limit of about 4 GiB
     /// ([`opptak_capture::MAX_DATA_BYTES`]).
     pub max_file_bytes: Option<u64>,
+    /// Record the screen or a camera (with the microphone) into an MP4
+    /// instead of the microphone alone into a WAV.
+    pub video: Option<VideoOptions>,
+}
+
+/// What a screen or camera recording films, and how finely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoOptions {
+    /// The screen, a camera, or both.
+    pub source: VideoSource,
+    /// Picture size and frame rate.
+    pub preset: VideoPreset,
 }
 
 /// Disk and silence limits of a recording (see [`RecorderConfig`]).
@@ -96,13 +114,85 @@ struct Track {
     _lock: Option<CaptureLock>,
 }
 
+/// The recorder behind a session: the microphone alone, or video.
+#[derive(Debug)]
+enum Capture {
+    Audio(Recorder),
+    Video(VideoRecorder),
+}
+
+impl Capture {
+    fn progress(&self) -> watch::Receiver<Progress> {
+        match self {
+            Self::Audio(recorder) => recorder.progress(),
+            Self::Video(recorder) => recorder.progress(),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<CaptureEvent> {
+        match self {
+            Self::Audio(recorder) => recorder.subscribe(),
+            Self::Video(recorder) => recorder.subscribe(),
+        }
+    }
+
+    fn pause(&self) {
+        match self {
+            Self::Audio(recorder) => recorder.pause(),
+            Self::Video(recorder) => recorder.pause(),
+        }
+    }
+
+    fn resume(&self) {
+        match self {
+            Self::Audio(recorder) => recorder.resume(),
+            Self::Video(recorder) => recorder.resume(),
+        }
+    }
+
+    fn stop(self) -> opptak_capture::Result<Vec<WavFile>> {
+        match self {
+            Self::Audio(recorder) => recorder.stop(),
+            Self::Video(recorder) => recorder.stop(),
+        }
+    }
+}
+
+/// What kind of file a session writes, as the journal and uploader see it.
+#[derive(Debug, Clone, Copy)]
+struct FileKind {
+    content_type: &'static str,
+    recorder_type: &'static str,
+    is_video: bool,
+    extension: &'static str,
+    /// WAV rewrites its header (in part 1) at every commit; MP4 is append-only.
+    hold_first_part: bool,
+}
+
+const WAV_FILE: FileKind = FileKind {
+    content_type: "audio/wav",
+    recorder_type: "audio",
+    is_video: false,
+    extension: "wav",
+    hold_first_part: true,
+};
+const MP4_FILE: FileKind = FileKind {
+    content_type: "video/mp4",
+    recorder_type: "video",
+    is_video: true,
+    extension: "mp4",
+    hold_first_part: false,
+};
+
 /// A recording in progress. Call [`RecordingSession::stop`] to end it.
 ///
 /// Dropping it instead stops the recorder and waits for its writer thread
 /// on the dropping thread (a blocking wait: in async code, call `stop`);
 /// the files are left as a crash leaves them, for [`Opptak::recover`].
 pub struct RecordingSession {
-    recorder: Recorder,
+    recorder: Capture,
+    audio: AudioFormat,
+    video: Option<VideoFormat>,
     events: broadcast::Sender<SessionEvent>,
     follower: JoinHandle<Result<Vec<Track>>>,
     first_local_id: i64,
@@ -121,9 +211,14 @@ impl RecordingSession {
         self.first_local_id
     }
 
-    /// The input and its format.
+    /// The input and its format (of a video recording: its microphone's).
     pub fn format(&self) -> &AudioFormat {
-        self.recorder.format()
+        &self.audio
+    }
+
+    /// What a video recording films; `None` for a microphone recording.
+    pub fn video_format(&self) -> Option<&VideoFormat> {
+        self.video.as_ref()
     }
 
     /// The recorder's state and durable lengths.
@@ -230,7 +325,7 @@ impl CaptureLock {
 }
 
 /// A file name for a new recording that does not exist yet.
-fn new_recording_path(dir: &Path) -> PathBuf {
+fn new_recording_path(dir: &Path, extension: &str) -> PathBuf {
     let now = time::OffsetDateTime::now_utc();
     let stamp = format!(
         "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}Z",
@@ -242,7 +337,13 @@ fn new_recording_path(dir: &Path) -> PathBuf {
         now.second()
     );
     (1..)
-        .map(|n| if n == 1 { dir.join(format!("{stamp}.wav")) } else { dir.join(format!("{stamp}-{n}.wav")) })
+        .map(|n| {
+            if n == 1 {
+                dir.join(format!("{stamp}.{extension}"))
+            } else {
+                dir.join(format!("{stamp}-{n}.{extension}"))
+            }
+        })
         .find(|path| !path.exists())
         .expect("some name is free")
 }
@@ -287,6 +388,7 @@ struct Uploader {
     config: UploadConfig,
     events: broadcast::Sender<SessionEvent>,
     keep_local: bool,
+    kind: FileKind,
 }
 
 impl Uploader {
@@ -304,7 +406,13 @@ impl Uploader {
         };
         let recording = self
             .journal
-            .add_recording(NewRecording::growing(path, name, "audio/wav", "audio", false))
+            .add_recording(NewRecording::growing(
+                path,
+                name,
+                self.kind.content_type,
+                self.kind.recorder_type,
+                self.kind.is_video,
+            ))
             .map_err(journal_error)?;
         if self.keep_local {
             self.journal.set_keep_local(recording.id, true).map_err(journal_error)?;
@@ -316,7 +424,7 @@ impl Uploader {
                 self.journal.clone(),
                 recording.id,
                 *destination_id,
-                Source::growing(path, state, true),
+                Source::growing(path, state, self.kind.hold_first_part),
                 client.clone(),
                 self.config.clone(),
             );
@@ -386,11 +494,62 @@ async fn follow(
     }
 }
 
+/// Starts the microphone or video recorder `options` ask for, writing `path`.
+async fn start_capture(
+    options: &RecordOptions,
+    path: &Path,
+) -> Result<(Capture, AudioFormat, Option<VideoFormat>)> {
+    let started = match &options.video {
+        Some(video) => {
+            let mut config = VideoConfig::new(path, video.source.clone());
+            config.microphone = options.device.clone();
+            config.preset = video.preset;
+            if let Some(limits) = options.limits {
+                config.min_free_to_start = limits.min_free_to_start;
+                config.min_free_while_recording = limits.min_free_while_recording;
+            }
+            tokio::task::spawn_blocking(move || {
+                VideoRecorder::start(config).map(|recorder| {
+                    let format = recorder.format().clone();
+                    let audio = AudioFormat {
+                        device: format.microphone.clone(),
+                        sample_rate: opptak_capture::VIDEO_AUDIO_RATE,
+                        channels: opptak_capture::VIDEO_AUDIO_CHANNELS,
+                    };
+                    (Capture::Video(recorder), audio, Some(format))
+                })
+            })
+            .await
+        }
+        None => {
+            let mut config = RecorderConfig::new(path);
+            config.device = options.device.clone();
+            if let Some(max) = options.max_file_bytes {
+                config.max_data_bytes = max.clamp(1, opptak_capture::MAX_DATA_BYTES);
+            }
+            if let Some(limits) = options.limits {
+                config.min_free_to_start = limits.min_free_to_start;
+                config.min_free_while_recording = limits.min_free_while_recording;
+            }
+            tokio::task::spawn_blocking(move || {
+                Recorder::start(config).map(|recorder| {
+                    let audio = recorder.format().clone();
+                    (Capture::Audio(recorder), audio, None)
+                })
+            })
+            .await
+        }
+    };
+    started.map_err(|err| Error::Recording(err.to_string()))?.map_err(Error::Capture)
+}
+
 impl Opptak {
-    /// Starts recording from the microphone into `<data dir>/recordings`,
-    /// uploading to `destination` while recording when one is given.
-    /// Fails — leaving nothing behind — when there is no microphone or too
-    /// little disk space.
+    /// Starts recording from the microphone (or, with
+    /// [`RecordOptions::video`], the screen or a camera with the microphone)
+    /// into `<data dir>/recordings`, uploading to `destination` while
+    /// recording when one is given. Fails — leaving nothing behind — when
+    /// there is no microphone, screen or camera, video recording is not
+    /// available, or there is too little disk space.
     pub async fn record(
         &self,
         options: RecordOptions,
@@ -399,23 +558,12 @@ impl Opptak {
         let dir = self.data_dir().path().join(RECORDINGS_DIR);
         std::fs::create_dir_all(&dir)
             .map_err(|source| Error::DataDirUnusable { path: dir.clone(), source })?;
-        let path = new_recording_path(&dir);
+        let kind = if options.video.is_some() { MP4_FILE } else { WAV_FILE };
+        let path = new_recording_path(&dir, kind.extension);
         let lock = CaptureLock::try_take(self.data_dir().path(), &path)?.ok_or_else(|| {
             Error::Recording(format!("{} is being recorded by another process", path.display()))
         })?;
-        let mut config = RecorderConfig::new(&path);
-        config.device = options.device.clone();
-        if let Some(max) = options.max_file_bytes {
-            config.max_data_bytes = max.clamp(1, opptak_capture::MAX_DATA_BYTES);
-        }
-        if let Some(limits) = options.limits {
-            config.min_free_to_start = limits.min_free_to_start;
-            config.min_free_while_recording = limits.min_free_while_recording;
-        }
-        let recorder = tokio::task::spawn_blocking(move || Recorder::start(config))
-            .await
-            .map_err(|err| Error::Recording(err.to_string()))?
-            .map_err(Error::Capture)?;
+        let (recorder, audio, video) = start_capture(&options, &path).await?;
         let (events, _) = broadcast::channel(1024);
         forward(recorder.subscribe(), events.clone(), SessionEvent::Capture);
         let uploader = Uploader {
@@ -427,6 +575,7 @@ impl Opptak {
             config: UploadConfig::default(),
             events: events.clone(),
             keep_local: options.keep_local,
+            kind,
         };
         let name = options.name.unwrap_or_else(default_name);
         let first = {
@@ -448,7 +597,15 @@ impl Opptak {
         let first_local_id = first.local_id;
         tracing::info!(recording = first_local_id, path = %path.display(), "recording");
         let follower = tokio::spawn(follow(recorder.progress(), vec![first], uploader, name));
-        Ok(RecordingSession { recorder, events, follower, first_local_id, journal: self.journal().clone() })
+        Ok(RecordingSession {
+            recorder,
+            audio,
+            video,
+            events,
+            follower,
+            first_local_id,
+            journal: self.journal().clone(),
+        })
     }
 
     /// Repairs every recording whose recorder died (state `recording`, no
@@ -471,7 +628,7 @@ impl Opptak {
                 continue;
             };
             let id = recording.id;
-            match repair(&recording.path) {
+            match repair(&recording.path, &recording.content_type) {
                 Ok((len, sha256)) => {
                     if !failed_while_recording {
                         journal.set_state(id, RecordingState::Recovered, None).map_err(journal_error)?;
@@ -500,17 +657,26 @@ impl Opptak {
     }
 }
 
-/// Rebuilds the header and returns the repaired length and SHA-256.
-fn repair(path: &Path) -> std::result::Result<(u64, String), String> {
+/// Makes a dead recorder's file whole (a WAV's header rebuilt, an MP4 cut
+/// after its last whole fragment) and returns its length and SHA-256.
+fn repair(path: &Path, content_type: &str) -> std::result::Result<(u64, String), String> {
     use sha2::Digest;
     if !path.exists() {
         return Err(format!("its file {} is gone", path.display()));
     }
-    let repaired = opptak_capture::repair_wav(path).map_err(|err| err.to_string())?;
+    let len = if content_type == MP4_FILE.content_type {
+        let repaired = opptak_capture::repair_fmp4(path).map_err(|err| err.to_string())?;
+        if repaired.removed > 0 {
+            tracing::info!(path = %path.display(), removed = repaired.removed, "cut an unfinished video fragment");
+        }
+        repaired.len
+    } else {
+        opptak_capture::repair_wav(path).map_err(|err| err.to_string())?.len
+    };
     let mut hasher = sha2::Sha256::new();
     let mut file = File::open(path).map_err(|err| format!("its file cannot be read ({err})"))?;
     std::io::copy(&mut file, &mut hasher).map_err(|err| format!("its file cannot be read ({err})"))?;
-    Ok((repaired.len, hex::encode(hasher.finalize())))
+    Ok((len, hex::encode(hasher.finalize())))
 }
 
 #[cfg(test)]
@@ -579,6 +745,45 @@ mod tests {
         let unfinished: Vec<i64> =
             reopened.unfinished().unwrap().iter().map(|recording| recording.id).collect();
         assert_eq!(unfinished, [dead_id]);
+    }
+
+    fn mp4_box(kind: &[u8; 4], payload_len: usize) -> Vec<u8> {
+        let mut bytes = ((8 + payload_len) as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(kind);
+        bytes.resize(8 + payload_len, 7);
+        bytes
+    }
+
+    #[test]
+    fn opening_cuts_a_dead_video_recording_after_its_last_whole_fragment() {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::at(temp.path());
+        let opptak = Opptak::open(&data_dir).unwrap();
+        let path = temp.path().join("dead.mp4");
+        let whole = [
+            mp4_box(b"ftyp", 16),
+            mp4_box(b"moov", 200),
+            mp4_box(b"moof", 50),
+            mp4_box(b"mdat", 3000),
+            mp4_box(b"moof", 50),
+            mp4_box(b"mdat", 2000),
+        ]
+        .concat();
+        // Killed while writing the third fragment's samples.
+        let crashed = [whole.clone(), mp4_box(b"moof", 50), mp4_box(b"mdat", 4000)[..1500].to_vec()].concat();
+        std::fs::write(&path, &crashed).unwrap();
+        let new = NewRecording::growing(&path, "lesson", "video/mp4", "video", true);
+        let id = opptak.journal().add_recording(new).unwrap().id;
+
+        let reopened = Opptak::open(&data_dir).unwrap();
+        let recording = reopened.journal().recording(id).unwrap().unwrap();
+        assert_eq!(
+            (recording.state, recording.finished, recording.total_bytes),
+            (RecordingState::Recovered, true, Some(whole.len() as u64))
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&whole));
+        assert_eq!(recording.sha256.as_deref(), Some(sha256.as_str()));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! retry are in the journal, so a restart does not reset them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opptak_journal::{Journal, LocalRecording, NewRecording, Problem, RecordingState};
@@ -24,6 +25,7 @@ use opptak_upload::{ApiClient, Source};
 /// The upload engine's types a front end needs to run and watch uploads.
 pub use opptak_upload::{UploadConfig, UploadEvent, UploadHandle, Uploaded};
 
+use crate::destinations::{TokenStore, is_token_reference, token_reference};
 use crate::{DataDir, Error, Result};
 
 /// The journal's name for the in-process server: its URL changes every run
@@ -32,8 +34,8 @@ pub const EMBEDDED_URL: &str = "embedded:";
 /// What the user sees for the embedded destination.
 pub const EMBEDDED_NAME: &str = "This computer";
 
-/// Where recordings go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where recordings go. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     /// Opptak's own server, in this process, with data under `<data dir>/server`.
     Embedded,
@@ -44,6 +46,17 @@ pub enum Target {
         /// The user's bearer token.
         token: String,
     },
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("Embedded"),
+            Self::Remote { url, .. } => {
+                f.debug_struct("Remote").field("url", url).field("token", &"<redacted>").finish()
+            }
+        }
+    }
 }
 
 /// A destination ready to take uploads. Holding it keeps the embedded
@@ -121,12 +134,16 @@ pub enum FailedWaits {
     RetryAt(i64),
 }
 
-/// Opptak's state on this computer: the data directory and its journal.
+/// Opptak's state on this computer: the data directory, its journal and
+/// where tokens are kept.
 #[derive(Debug, Clone)]
 pub struct Opptak {
     data_dir: DataDir,
     journal: Journal,
     retry: RetryPolicy,
+    tokens: Arc<TokenStore>,
+    /// One writer of the settings file at a time in this process.
+    settings_lock: Arc<std::sync::Mutex<()>>,
 }
 
 /// A blocking journal task that panicked or was cancelled.
@@ -141,10 +158,32 @@ pub(crate) fn journal_error(err: opptak_journal::Error) -> Error {
 impl Opptak {
     /// Opens (creating) the data directory's journal, and repairs the
     /// recordings whose recorder died (see [`Opptak::recover`]).
+    /// Tokens go to the operating system's credential store, or where none
+    /// answers to a private file in the data directory (see [`TokenStore`]);
+    /// tokens an older Opptak left in the journal are moved there.
     pub fn open(data_dir: &DataDir) -> Result<Self> {
+        Self::open_with_tokens(data_dir, TokenStore::for_data_dir(data_dir.path()))
+    }
+
+    /// [`Opptak::open`], keeping tokens in `tokens`.
+    pub fn open_with_tokens(data_dir: &DataDir, tokens: TokenStore) -> Result<Self> {
         data_dir.ensure_writable()?;
         let journal = Journal::open_in(data_dir.path()).map_err(journal_error)?;
-        let opptak = Self { data_dir: data_dir.clone(), journal, retry: RetryPolicy::default() };
+        let opptak = Self {
+            data_dir: data_dir.clone(),
+            journal,
+            retry: RetryPolicy::default(),
+            tokens: Arc::new(tokens),
+            settings_lock: Arc::default(),
+        };
+        match opptak.move_journaled_tokens() {
+            Ok(0) => {}
+            Ok(moved) => {
+                tracing::info!(destinations = moved, "moved tokens from the journal to the credential store");
+            }
+            // Retried at every start; the journal's tokens still work meanwhile.
+            Err(err) => tracing::error!("moving tokens out of the journal failed: {err}"),
+        }
         if let Err(err) = opptak.recover() {
             // Recovery is retried at every start; it must not stop this one.
             tracing::error!("recovering interrupted recordings failed: {err}");
@@ -177,6 +216,14 @@ impl Opptak {
             .map_err(journal_error)
     }
 
+    pub(crate) fn tokens(&self) -> &Arc<TokenStore> {
+        &self.tokens
+    }
+
+    pub(crate) fn settings_lock(&self) -> &std::sync::Mutex<()> {
+        &self.settings_lock
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &DataDir {
         &self.data_dir
@@ -188,13 +235,20 @@ impl Opptak {
     }
 
     /// Connects to `target`, starting the embedded server for [`Target::Embedded`].
+    /// A remote token goes to the credential store; the journal keeps its
+    /// reference ([`crate::destinations::token_reference`]).
     pub async fn connect(&self, target: &Target) -> Result<Destination> {
         match target {
             Target::Remote { url, token } => {
                 let (url, token) = (url.clone(), token.clone());
                 let id = {
-                    let (url, token) = (url.clone(), token.clone());
-                    self.blocking(move |journal| journal.upsert_destination(&url, &token, &url)).await?
+                    let (opptak, url, token) = (self.clone(), url.clone(), token.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let reference = opptak.tokens.put(&token)?;
+                        opptak.journal.upsert_destination(&url, &reference, &url).map_err(journal_error)
+                    })
+                    .await
+                    .map_err(journal_task_stopped)??
                 };
                 Ok(Destination { id, client: ApiClient::new(&url, &token), server: None })
             }
@@ -230,9 +284,10 @@ impl Opptak {
                     Err(err) => return Err(Error::Embedded(err.to_string())),
                 };
                 let id = {
-                    let token = token.clone();
+                    // The token itself stays in the server's private file.
+                    let reference = token_reference(&token);
                     self.blocking(move |journal| {
-                        journal.upsert_destination(EMBEDDED_URL, &token, EMBEDDED_NAME)
+                        journal.upsert_destination(EMBEDDED_URL, &reference, EMBEDDED_NAME)
                     })
                     .await?
                 };
@@ -241,17 +296,28 @@ impl Opptak {
         }
     }
 
-    /// The target a journaled destination stands for.
+    /// The target a journaled destination stands for, with its token from
+    /// the credential store. Blocks (the store may be asked).
     pub fn target_of(&self, destination_id: i64) -> Result<Target> {
         let destination =
             self.journal.destination(destination_id).map_err(journal_error)?.ok_or_else(|| {
                 Error::Journal(format!("destination {destination_id} is missing from the journal"))
             })?;
-        Ok(if destination.base_url == EMBEDDED_URL {
-            Target::Embedded
+        if destination.base_url == EMBEDDED_URL {
+            return Ok(Target::Embedded);
+        }
+        let token = if is_token_reference(&destination.token) {
+            self.tokens.get(&destination.token)?.ok_or_else(|| {
+                Error::Credentials(format!(
+                    "the token for {} is no longer in this computer's password store; add the server again with its token (in Settings, or with --url and --token)",
+                    destination.base_url
+                ))
+            })?
         } else {
-            Target::Remote { url: destination.base_url, token: destination.token }
-        })
+            // Journaled by an older Opptak and not moved yet.
+            destination.token
+        };
+        Ok(Target::Remote { url: destination.base_url, token })
     }
 
     /// Adds a finished file to the journal (or finds it there, when it was
@@ -496,7 +562,7 @@ fn seconds(duration: Duration) -> i64 {
 }
 
 /// Seconds since the Unix epoch.
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, seconds)
 }
 

@@ -2,8 +2,12 @@
 //!
 //! A destination is identified by its base URL and token together: the
 //! same pair always gets the same id, so sessions and recordings keep
-//! pointing at it when its name changes. The token is stored as given (the
-//! journal lives in the user's own data directory) and is never printed by
+//! pointing at it when its name changes. Opptak stores a *reference* to
+//! the token in the `token` column (`sha256:<hex>` of it; the token itself
+//! is in the operating system's credential store, which `opptak-core`
+//! manages), so the journal holds no secret; journals written before that
+//! hold the token itself until `opptak-core` moves it
+//! ([`Journal::set_destination_token`]). The column is never printed by
 //! `Debug`.
 
 use std::fmt;
@@ -19,7 +23,8 @@ pub struct Destination {
     pub id: i64,
     /// The API's base URL, as given.
     pub base_url: String,
-    /// The bearer token.
+    /// The token's reference (`sha256:<hex>`), or, in a journal an older
+    /// Opptak wrote, the bearer token itself.
     pub token: String,
     /// The name shown to the teacher ("This computer", "School server").
     pub name: String,
@@ -62,6 +67,25 @@ impl Journal {
                 |row| row.get(0),
             )?)
         })
+    }
+
+    /// Replaces destination `id`'s token column (with the token's
+    /// reference, once the token is kept elsewhere), and leaves no copy of
+    /// the old value in the file: SQLite's `secure_delete` zeroes the space
+    /// it freed, and a `TRUNCATE` checkpoint writes the page home and
+    /// empties the WAL (when another process reads the journal just then,
+    /// the old page is overwritten at a later checkpoint). Fails when
+    /// another destination already has the same URL and value.
+    pub fn set_destination_token(&self, id: i64, token: &str) -> Result<()> {
+        // A connection of its own: these pragmas must not linger on the
+        // shared one, and a checkpoint cannot run inside its transactions.
+        let conn = rusqlite::Connection::open(self.path())?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        ensure_exists(&conn, id)?;
+        conn.execute("UPDATE destinations SET token = ?2 WHERE id = ?1", params![id, token])?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// The destination with this id.
@@ -110,6 +134,25 @@ mod tests {
         assert_eq!(names, ["Denne datamaskinen", "This computer", "School server"]);
         assert_eq!(journal.destination(school + 100).unwrap(), None);
         assert!(journal.upsert_destination(" ", "t", "x").is_err());
+    }
+
+    #[test]
+    fn a_token_is_replaced_by_its_reference_in_place() {
+        let (_temp, journal) = journal();
+        let id = journal.upsert_destination("http://x", "raw-token", "x").unwrap();
+        let taken = journal.upsert_destination("http://x", "sha256:taken", "x").unwrap();
+        journal.set_destination_token(id, "sha256:abc").unwrap();
+        assert_eq!(journal.destination(id).unwrap().unwrap().token, "sha256:abc");
+        assert_eq!(journal.upsert_destination("http://x", "sha256:abc", "x").unwrap(), id, "same identity");
+        assert!(journal.set_destination_token(id, "sha256:taken").is_err(), "{taken} has it");
+        assert!(matches!(
+            journal.set_destination_token(id + 100, "t"),
+            Err(crate::Error::UnknownDestination(_))
+        ));
+        for name in ["journal.sqlite3", "journal.sqlite3-wal"] {
+            let bytes = std::fs::read(journal.path().with_file_name(name)).unwrap_or_default();
+            assert!(!bytes.windows(9).any(|window| window == b"raw-token"), "{name} keeps the old token");
+        }
     }
 
     #[test]

@@ -632,6 +632,42 @@ impl Journal {
         })
     }
 
+    /// Gives a recording the name the teacher sees (trimmed; a blank name
+    /// is refused). The file keeps its name on disk.
+    pub fn rename_recording(&self, id: i64, name: &str) -> Result<()> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(Error::Invalid("a recording needs a name".into()));
+        }
+        self.write(|tx| {
+            load_existing(tx, id)?;
+            tx.execute("UPDATE recordings SET name = ?2 WHERE id = ?1", params![id, name])?;
+            tracing::info!(recording_id = id, name, "recording renamed");
+            Ok(())
+        })
+    }
+
+    /// Forgets a recording whose file the teacher deleted although it was
+    /// the only copy: its row, upload sessions and parts go in one
+    /// transaction, so nothing tries to upload a file that is gone. A
+    /// recording still being recorded is refused. Returns what was forgotten.
+    pub fn forget_recording(&self, id: i64) -> Result<LocalRecording> {
+        self.write(|tx| {
+            let recording = load_existing(tx, id)?;
+            if recording.state == RecordingState::Recording {
+                return Err(Error::WrongState {
+                    recording_id: id,
+                    state: recording.state,
+                    action: "forget it",
+                    hint: "it is still being recorded; stop it first",
+                });
+            }
+            tx.execute("DELETE FROM recordings WHERE id = ?1", [id])?;
+            tracing::info!(recording_id = id, state = %recording.state, "recording forgotten");
+            Ok(recording)
+        })
+    }
+
     /// Chooses (or clears) where a recording will be uploaded.
     pub fn set_destination(&self, id: i64, destination_id: Option<i64>) -> Result<()> {
         self.write(|tx| {
@@ -713,6 +749,25 @@ mod tests {
     use crate::test_support::{growing, journal, new_session, part};
 
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_recording_is_renamed_and_forgotten_with_its_sessions() {
+        let (temp, journal) = journal();
+        let id = journal.add_recording(growing(temp.path().join("a.wav"))).unwrap().id;
+        assert!(journal.forget_recording(id).is_err(), "still recording");
+        journal.mark_finished(id, 10, None).unwrap();
+        journal.rename_recording(id, "  Maths 7B  ").unwrap();
+        assert_eq!(journal.recording(id).unwrap().unwrap().name, "Maths 7B");
+        assert!(journal.rename_recording(id, "   ").is_err(), "a blank name");
+        assert!(matches!(journal.rename_recording(999, "x"), Err(Error::UnknownRecording(999))));
+        let destination = journal.upsert_destination("http://school", "token", "School").unwrap();
+        let session = journal.open_session(id, new_session(destination, 10)).unwrap();
+        journal.record_part_sent(session.id, part(1, 10, 10)).unwrap();
+        assert_eq!(journal.forget_recording(id).unwrap().name, "Maths 7B");
+        assert_eq!(journal.recording(id).unwrap(), None);
+        assert_eq!(journal.session(session.id).unwrap(), None, "its sessions went with it");
+        assert!(matches!(journal.forget_recording(id), Err(Error::UnknownRecording(_))));
+    }
 
     #[test]
     fn states_serialise_lowercase_and_parse_back() {

@@ -12,18 +12,18 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use opptak_api::{
-    AbortRequest, AbortResponse, BodyFormat, ContentType, Decoded, ErrorCode, FieldPath, FinishRequest,
-    FinishResponse, ListPartsRequest, ListPartsResponse, MAX_BODY_BYTES, MAX_PARTS, ModelState, PartsRequest,
-    PartsResponse, PresignedPart, Recording, RecordingList, RecordingStatus, Request as ApiRequest,
-    StartRequest, StartResponse, Timestamp,
+    AbortRequest, AbortResponse, BodyFormat, Decoded, ErrorCode, FieldPath, FinishRequest, FinishResponse,
+    ListPartsRequest, ListPartsResponse, MAX_BODY_BYTES, MAX_PARTS, ModelState, PartsRequest, PartsResponse,
+    PresignedPart, Recording, RecordingList, RecordingStatus, Request as ApiRequest, StartRequest,
+    StartResponse, Timestamp,
 };
-use rusqlite::OptionalExtension;
-use tokio::sync::{Notify, OwnedMutexGuard};
+use tokio::sync::Notify;
 use tower::ServiceExt;
 
 use crate::api_error::{ApiError, Reply, negotiate};
 use crate::auth::{User, UserToken, sync_users};
-use crate::db::{Db, now_unix};
+use crate::db::Db;
+use crate::meta::{Completion, MetaStore, NewUpload, Session, SessionAccess, SessionGuard, SqliteMeta};
 use crate::metrics::Metrics;
 use crate::server::{Limits, StoreConfig};
 use crate::store::{CompletedPart, LocalStore, MediaStore, S3Store, StoreError, unquote_etag};
@@ -31,8 +31,8 @@ use crate::store::{CompletedPart, LocalStore, MediaStore, S3Store, StoreError, u
 /// Everything a request handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The server's database.
-    pub db: Db,
+    /// Users, recordings, upload sessions and jobs.
+    pub meta: Arc<dyn MetaStore>,
     /// Where media lives.
     pub store: Arc<dyn MediaStore>,
     /// The local store, when media lives in a folder (its routes are served).
@@ -45,29 +45,6 @@ pub struct AppState {
     pub wake_jobs: Arc<Notify>,
     /// The base URL clients reach the server at.
     pub base_url: Arc<str>,
-    /// One upload session's requests, one at a time.
-    pub sessions: Arc<SessionLocks>,
-}
-
-/// Serialises the requests on one upload session. Finish completes the
-/// upload in storage and then records it; a listparts or abort between the
-/// two would find the session open and storage without its upload.
-#[derive(Debug)]
-pub struct SessionLocks([Arc<tokio::sync::Mutex<()>>; 64]);
-
-impl Default for SessionLocks {
-    fn default() -> Self {
-        Self(std::array::from_fn(|_| Arc::default()))
-    }
-}
-
-impl SessionLocks {
-    /// Waits until no other request holds `recording_id`'s session.
-    pub async fn lock(&self, recording_id: &str) -> OwnedMutexGuard<()> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(recording_id);
-        self.0[hash as usize % self.0.len()].clone().lock_owned().await
-    }
 }
 
 impl AppState {
@@ -82,8 +59,23 @@ impl AppState {
     ) -> crate::Result<Self> {
         let data_dir_error = |source| crate::Error::DataDir { path: data_dir.to_path_buf(), source };
         std::fs::create_dir_all(data_dir.join("scratch")).map_err(data_dir_error)?;
-        let db = Db::open(&data_dir.join("server.sqlite3"))?;
-        sync_users(&db, users).await?;
+        let meta = Arc::new(SqliteMeta::open(&data_dir.join("server.sqlite3"))?);
+        Self::with_meta(data_dir, meta, store, users, limits, base_url).await
+    }
+
+    /// Like [`open`](Self::open), with metadata in `meta` instead of the
+    /// data folder's SQLite file.
+    pub async fn with_meta(
+        data_dir: &std::path::Path,
+        meta: Arc<dyn MetaStore>,
+        store: &StoreConfig,
+        users: Vec<UserToken>,
+        limits: Limits,
+        base_url: &str,
+    ) -> crate::Result<Self> {
+        let data_dir_error = |source| crate::Error::DataDir { path: data_dir.to_path_buf(), source };
+        std::fs::create_dir_all(data_dir.join("scratch")).map_err(data_dir_error)?;
+        sync_users(meta.as_ref(), users).await?;
         let (store, local): (Arc<dyn MediaStore>, Option<LocalStore>) = match store {
             StoreConfig::Local => {
                 let local = LocalStore::open(&data_dir.join("media"))?;
@@ -93,15 +85,19 @@ impl AppState {
             StoreConfig::S3(config) => (Arc::new(S3Store::connect(config.clone()).await?), None),
         };
         Ok(Self {
-            db,
+            meta,
             store,
             local,
             limits: Arc::new(limits),
             metrics: Arc::default(),
             wake_jobs: Arc::default(),
             base_url: Arc::from(base_url),
-            sessions: Arc::default(),
         })
+    }
+
+    /// The SQLite database, when metadata lives in one.
+    pub fn sqlite(&self) -> Option<&Db> {
+        self.meta.sqlite()
     }
 }
 
@@ -214,7 +210,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    match state.db.call(|conn| conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))).await {
+    match state.meta.ping().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(err) => {
             (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {err}\n")).into_response()
@@ -223,27 +219,12 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let states: Vec<(String, String, i64)> = state
-        .db
-        .call(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT 'jobs', state, count(*) FROM jobs GROUP BY state
-                 UNION ALL SELECT 'recordings', status, count(*) FROM recordings GROUP BY status
-                 UNION ALL SELECT 'upload_sessions', state, count(*) FROM upload_sessions GROUP BY state",
-            )?;
-            statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
-        })
-        .await?;
-    let states: Vec<(&str, String, i64)> = states
+    let states: Vec<(&str, String, i64)> = state
+        .meta
+        .state_counts()
+        .await?
         .into_iter()
-        .map(|(metric, state, count)| {
-            let metric = match metric.as_str() {
-                "jobs" => "jobs",
-                "recordings" => "recordings",
-                _ => "upload_sessions",
-            };
-            (metric, state, count)
-        })
+        .map(|(table, state, count)| (table.metric(), state, count))
         .collect();
     let body = state.metrics.render(state.local.as_ref().map(LocalStore::bytes_received), &states);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
@@ -277,9 +258,7 @@ async fn decode<R: ApiRequest + Send + 'static>(
     Ok(decoded?)
 }
 
-fn timestamp(unix: i64) -> Timestamp {
-    Timestamp::from_unix_timestamp(unix).unwrap_or_else(Timestamp::now)
-}
+use crate::meta::timestamp;
 
 fn system_time_to_timestamp(time: std::time::SystemTime) -> Timestamp {
     let seconds = time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
@@ -307,33 +286,22 @@ async fn start(
     let store_upload_id =
         state.store.create_upload(&object_key, request.content_type.as_str(), part_size).await?;
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
-    let now = now_unix();
-    let expires_at = now + state.limits.session_ttl.as_secs() as i64;
-    let (rid, uid, key) = (recording_id.clone(), upload_id.clone(), object_key.clone());
-    state
-        .db
-        .write_durably(move |tx| {
-            tx.execute(
-                "INSERT INTO recordings (id, user_id, name, recorder_type, content_type, is_video,
-                 used_in_file_uploader, expected_size, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'uploading', ?9)",
-                rusqlite::params![
-                    rid,
-                    user.id,
-                    request.recording_name.trim(),
-                    request.recorder_type,
-                    request.content_type.as_str(),
-                    request.is_video_recording,
-                    request.used_in_file_uploader,
-                    request.expected_size_bytes.map(|size| size as i64),
-                    now
-                ],
-            )?;
-            tx.execute(
-                "INSERT INTO upload_sessions (upload_id, recording_id, object_key, store_upload_id, part_size, state, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6)",
-                rusqlite::params![uid, rid, key, store_upload_id, part_size as i64, expires_at],
-            )
+    let expires_at = state
+        .meta
+        .create_upload(NewUpload {
+            recording_id: recording_id.clone(),
+            user_id: user.id,
+            name: request.recording_name.trim().to_owned(),
+            recorder_type: request.recorder_type,
+            content_type: request.content_type.as_str().to_owned(),
+            is_video: request.is_video_recording,
+            used_in_file_uploader: request.used_in_file_uploader,
+            expected_size: request.expected_size_bytes,
+            upload_id: upload_id.clone(),
+            object_key: object_key.clone(),
+            store_upload_id,
+            part_size,
+            ttl: state.limits.session_ttl,
         })
         .await?;
     tracing::info!(recording_id, user = user.name, part_size, "upload started");
@@ -347,65 +315,16 @@ async fn start(
     }))
 }
 
-/// An upload session as the database holds it.
-#[derive(Debug, Clone)]
-struct Session {
-    recording_id: String,
-    upload_id: String,
-    object_key: String,
-    store_upload_id: String,
-    part_size: u64,
-    state: String,
-    finished_parts: Option<String>,
-    object_size: Option<u64>,
-    recording_status: String,
-    /// Unix seconds after which an open session takes no more requests.
-    expires_at: i64,
-}
-
-impl Session {
-    /// An open session past its `expiresAt` is over even before the sweeper
-    /// marks it so: parts, listparts and finish refuse it.
-    fn refuse_if_expired(&self) -> Result<(), ApiError> {
-        if self.state == "open" && self.expires_at <= now_unix() {
-            return Err(ApiError::conflict(
-                ErrorCode::UploadExpired,
-                "This upload expired before it was finished; start a new upload for the recording.",
-            ));
-        }
-        Ok(())
+/// An open session past its `expiresAt` is over even before the sweeper
+/// marks it so: parts, listparts and finish refuse it.
+fn refuse_if_expired(session: &Session) -> Result<(), ApiError> {
+    if session.state == "open" && session.past_expiry {
+        return Err(ApiError::conflict(
+            ErrorCode::UploadExpired,
+            "This upload expired before it was finished; start a new upload for the recording.",
+        ));
     }
-}
-
-/// The caller's session for `recording_id`; `None` when unknown or another user's.
-async fn load_session(db: &Db, user: &User, recording_id: &str) -> Result<Option<Session>, ApiError> {
-    let (user_id, recording_id) = (user.id, recording_id.to_owned());
-    Ok(db
-        .call(move |conn| {
-            conn.query_row(
-                "SELECT s.recording_id, s.upload_id, s.object_key, s.store_upload_id, s.part_size, s.state,
-                        s.finished_parts, s.object_size, r.status, s.expires_at
-                 FROM upload_sessions s JOIN recordings r ON r.id = s.recording_id
-                 WHERE s.recording_id = ?1 AND r.user_id = ?2",
-                rusqlite::params![recording_id, user_id],
-                |row| {
-                    Ok(Session {
-                        recording_id: row.get(0)?,
-                        upload_id: row.get(1)?,
-                        object_key: row.get(2)?,
-                        store_upload_id: row.get(3)?,
-                        part_size: row.get::<_, i64>(4)? as u64,
-                        state: row.get(5)?,
-                        finished_parts: row.get(6)?,
-                        object_size: row.get::<_, Option<i64>>(7)?.map(|size| size as u64),
-                        recording_status: row.get(8)?,
-                        expires_at: row.get(9)?,
-                    })
-                },
-            )
-            .optional()
-        })
-        .await?)
+    Ok(())
 }
 
 const RECORDING: &str = "The recording";
@@ -437,32 +356,35 @@ impl NamesSession for AbortRequest {
 /// Decodes a request that names an upload session and finds the caller's
 /// session, reporting the body's problems and a wrong uploadId together.
 /// An unknown recording (or another user's) is 404 unless the body itself
-/// is invalid. The session stays locked while the guard lives.
+/// is invalid. The session stays held (as `access` says) while the guard lives.
 async fn decode_with_session<R: NamesSession>(
     state: &AppState,
     user: &User,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(R, Session, OwnedMutexGuard<()>), ApiError> {
+    access: SessionAccess,
+) -> Result<(R, Box<dyn SessionGuard>), ApiError> {
     let Decoded { request, mut problems } = decode::<R>(state, headers, body).await?;
     let (recording_id, upload_id) = request.ids();
-    let guard = state.sessions.lock(recording_id).await;
-    let session =
-        if recording_id.is_empty() { None } else { load_session(&state.db, user, recording_id).await? };
-    let Some(session) = session else {
+    let guard = if recording_id.is_empty() {
+        None
+    } else {
+        state.meta.lock_session(user.id, recording_id, access).await?
+    };
+    let Some(guard) = guard else {
         return Err(if problems.is_empty() {
             ApiError::not_found(RECORDING)
         } else {
             ApiError::invalid(problems)
         });
     };
-    if !upload_id.is_empty() && upload_id != session.upload_id {
+    if !upload_id.is_empty() && upload_id != guard.session().upload_id {
         problems.add(
             FieldPath::request().field("uploadId"),
             "uploadId is not the upload session start issued for this recording; use the uploadId from start.",
         );
     }
-    if problems.is_empty() { Ok((request, session, guard)) } else { Err(ApiError::invalid(problems)) }
+    if problems.is_empty() { Ok((request, guard)) } else { Err(ApiError::invalid(problems)) }
 }
 
 fn closed_session_conflict(session: &Session) -> ApiError {
@@ -488,11 +410,12 @@ async fn parts(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply<PartsResponse>, ApiError> {
-    let (request, session, _guard) =
-        decode_with_session::<PartsRequest>(&state, &user, &headers, body).await?;
-    session.refuse_if_expired()?;
+    let (request, guard) =
+        decode_with_session::<PartsRequest>(&state, &user, &headers, body, SessionAccess::Shared).await?;
+    let session = guard.session();
+    refuse_if_expired(session)?;
     if session.state != "open" {
-        return Err(closed_session_conflict(&session));
+        return Err(closed_session_conflict(session));
     }
     let mut presigned = Vec::with_capacity(request.part_numbers.len());
     for (part_number, md5) in request.parts() {
@@ -520,7 +443,7 @@ async fn parts(
 
 /// The parts of a finished session, rebuilt from what finish recorded.
 fn finished_parts(session: &Session) -> Vec<(u32, String)> {
-    session.finished_parts.as_deref().and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default()
+    crate::meta::parse_finished_parts(session.finished_parts.as_deref())
 }
 
 async fn list_parts(
@@ -529,8 +452,10 @@ async fn list_parts(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply<ListPartsResponse>, ApiError> {
-    let (_, session, _guard) = decode_with_session::<ListPartsRequest>(&state, &user, &headers, body).await?;
-    session.refuse_if_expired()?;
+    let (_, guard) =
+        decode_with_session::<ListPartsRequest>(&state, &user, &headers, body, SessionAccess::Shared).await?;
+    let session = guard.session();
+    refuse_if_expired(session)?;
     let parts = match session.state.as_str() {
         "open" => state
             .store
@@ -546,7 +471,7 @@ async fn list_parts(
         // After finish, storage no longer lists the upload; what finish
         // accepted is the answer, so a resuming client sees every part sent.
         "completed" => {
-            let parts = finished_parts(&session);
+            let parts = finished_parts(session);
             let count = parts.len() as u64;
             parts
                 .into_iter()
@@ -560,7 +485,7 @@ async fn list_parts(
                 })
                 .collect()
         }
-        _ => return Err(closed_session_conflict(&session)),
+        _ => return Err(closed_session_conflict(session)),
     };
     Ok(Reply(ListPartsResponse { parts }))
 }
@@ -571,18 +496,13 @@ async fn abort(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply<AbortResponse>, ApiError> {
-    let (_, session, _guard) = decode_with_session::<AbortRequest>(&state, &user, &headers, body).await?;
+    let (_, guard) =
+        decode_with_session::<AbortRequest>(&state, &user, &headers, body, SessionAccess::Exclusive).await?;
+    let session = guard.session().clone();
     match session.state.as_str() {
         "open" => {
             state.store.abort_upload(&session.object_key, &session.store_upload_id).await?;
-            let (upload_id, recording_id) = (session.upload_id.clone(), session.recording_id.clone());
-            state
-                .db
-                .write_durably(move |tx| {
-                    tx.execute("UPDATE upload_sessions SET state = 'aborted' WHERE upload_id = ?1 AND state = 'open'", [&upload_id])?;
-                    tx.execute("UPDATE recordings SET status = 'aborted' WHERE id = ?1 AND status = 'uploading'", [&recording_id])
-                })
-                .await?;
+            guard.abort().await?;
             tracing::info!(recording_id = session.recording_id, "upload aborted");
         }
         "aborted" | "expired" => {}
@@ -600,9 +520,7 @@ fn status_url(recording_id: &str) -> String {
     format!("RestApi/personal/mediarecorder/recordings/{recording_id}/v1")
 }
 
-fn current_status(status: &str) -> RecordingStatus {
-    status.parse().unwrap_or(RecordingStatus::Processing)
-}
+use crate::meta::recording_status as current_status;
 
 async fn finish(
     State(state): State<AppState>,
@@ -612,19 +530,19 @@ async fn finish(
 ) -> Result<Reply<FinishResponse>, ApiError> {
     let mut decoded = decode::<FinishRequest>(&state, &headers, body).await?;
     let request = &decoded.request;
-    let _guard = state.sessions.lock(&request.recording_id).await;
-    let session = if request.recording_id.is_empty() {
+    let guard = if request.recording_id.is_empty() {
         None
     } else {
-        load_session(&state.db, &user, &request.recording_id).await?
+        state.meta.lock_session(user.id, &request.recording_id, SessionAccess::Exclusive).await?
     };
-    let Some(session) = session else {
+    let Some(mut guard) = guard else {
         return Err(if decoded.problems.is_empty() {
             ApiError::not_found(RECORDING)
         } else {
             ApiError::invalid(decoded.problems)
         });
     };
+    let session = guard.session().clone();
     if !request.upload_id.is_empty() && request.upload_id != session.upload_id {
         decoded.problems.add(
             FieldPath::request().field("uploadId"),
@@ -645,7 +563,7 @@ async fn finish(
         request.parts.iter().map(|part| (part.part_number, unquote_etag(&part.etag).to_owned())).collect();
     wanted.sort();
 
-    session.refuse_if_expired()?;
+    refuse_if_expired(&session)?;
     match session.state.as_str() {
         "open" => {}
         "completed" => return repeated_finish(&session, &wanted),
@@ -709,10 +627,9 @@ async fn finish(
             }
             Err(StoreError::NoSuchUpload) => {
                 // An abort or the expiry sweep may have won a race with this finish.
-                if let Some(now) = load_session(&state.db, &user, &session.recording_id).await?
-                    && now.state != "open"
-                {
-                    return Err(closed_session_conflict(&now));
+                guard.reload().await?;
+                if guard.session().state != "open" {
+                    return Err(closed_session_conflict(guard.session()));
                 }
                 let mut problems = ModelState::new();
                 problems.add(
@@ -724,38 +641,22 @@ async fn finish(
             Err(err) => return Err(err.into()),
         };
 
-    let finished_json = serde_json::to_string(&wanted).expect("parts serialise");
-    let (upload_id, recording_id) = (session.upload_id.clone(), session.recording_id.clone());
-    let name = request.recording_name.trim().to_owned();
-    let now = now_unix();
-    let committed = state
-        .db
-        .write_durably(move |tx| {
-            let changed = tx.execute(
-                "UPDATE upload_sessions SET state = 'completed', finished_parts = ?2, object_size = ?3, object_etag = ?4
-                 WHERE upload_id = ?1 AND state = 'open'",
-                rusqlite::params![upload_id, finished_json, object.size as i64, object.etag],
-            )?;
-            if changed == 1 {
-                tx.execute(
-                    "UPDATE recordings SET status = 'processing', name = ?2, recorder_type = ?3, used_in_file_uploader = ?4
-                     WHERE id = ?1",
-                    rusqlite::params![recording_id, name, request.recorder_type, request.used_in_file_uploader],
-                )?;
-                tx.execute(
-                    "INSERT INTO jobs (recording_id, state, run_after) VALUES (?1, 'queued', ?2)",
-                    rusqlite::params![recording_id, now],
-                )?;
-            }
-            Ok(changed == 1)
-        })
-        .await?;
-    if !committed {
+    let completion = Completion {
+        finished_parts: serde_json::to_string(&wanted).expect("parts serialise"),
+        object_size: object.size,
+        object_etag: object.etag,
+        name: request.recording_name.trim().to_owned(),
+        recorder_type: request.recorder_type,
+        used_in_file_uploader: request.used_in_file_uploader,
+    };
+    if !guard.complete(completion).await? {
         // Another finish for the same recording won the race.
-        let session = load_session(&state.db, &user, &session.recording_id)
+        let guard = state
+            .meta
+            .lock_session(user.id, &session.recording_id, SessionAccess::Shared)
             .await?
             .ok_or_else(|| ApiError::not_found(RECORDING))?;
-        return repeated_finish(&session, &wanted);
+        return repeated_finish(guard.session(), &wanted);
     }
     state.wake_jobs.notify_waiters();
     tracing::info!(
@@ -786,51 +687,11 @@ fn repeated_finish(session: &Session, wanted: &[(u32, String)]) -> Result<Reply<
     }))
 }
 
-const RECORDING_COLUMNS: &str = "id, name, status, content_type, is_video, size_bytes, duration_seconds, created_at, ready_at, error, sha256, \
-     (SELECT object_key FROM upload_sessions WHERE recording_id = recordings.id)";
-
-fn recording_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Recording, String)> {
-    let content_type: String = row.get(3)?;
-    let status: String = row.get(2)?;
-    Ok((
-        Recording {
-            recording_id: row.get(0)?,
-            recording_name: row.get(1)?,
-            status: current_status(&status),
-            content_type: content_type.parse().unwrap_or(ContentType::Wav),
-            is_video_recording: row.get(4)?,
-            size_bytes: row.get::<_, Option<i64>>(5)?.map(|size| size as u64),
-            duration_seconds: row.get(6)?,
-            created_at: timestamp(row.get(7)?),
-            ready_at: row.get::<_, Option<i64>>(8)?.map(timestamp),
-            error: row.get(9)?,
-            media_url: None,
-            sha256: row.get(10)?,
-        },
-        row.get(11)?,
-    ))
-}
-
-/// Recordings are listed once finished; before that they are uploads.
-const FINISHED: &str = "status IN ('processing', 'ready', 'failed')";
-
 async fn list_recordings(
     State(state): State<AppState>,
     user: User,
 ) -> Result<Reply<RecordingList>, ApiError> {
-    let user_id = user.id;
-    let recordings = state
-        .db
-        .call(move |conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {RECORDING_COLUMNS} FROM recordings WHERE user_id = ?1 AND {FINISHED}
-                 ORDER BY created_at DESC, rowid DESC"
-            ))?;
-            statement
-                .query_map([user_id], |row| recording_from_row(row).map(|(recording, _)| recording))?
-                .collect()
-        })
-        .await?;
+    let recordings = state.meta.list_recordings(user.id).await?;
     Ok(Reply(RecordingList(recordings)))
 }
 
@@ -839,20 +700,7 @@ async fn recording_detail(
     user: User,
     Path(recording_id): Path<String>,
 ) -> Result<Reply<Recording>, ApiError> {
-    let user_id = user.id;
-    let found = state
-        .db
-        .call(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {RECORDING_COLUMNS} FROM recordings WHERE id = ?1 AND user_id = ?2 AND {FINISHED}"
-                ),
-                rusqlite::params![recording_id, user_id],
-                recording_from_row,
-            )
-            .optional()
-        })
-        .await?;
+    let found = state.meta.recording(user.id, &recording_id).await?;
     let Some((mut recording, object_key)) = found else { return Err(ApiError::not_found(RECORDING)) };
     if recording.status == RecordingStatus::Ready {
         recording.media_url =

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use crate::api_error::ApiError;
 use crate::app::AppState;
-use crate::db::Db;
+use crate::meta::MetaStore;
 
 /// A user and the token they authenticate with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -41,19 +41,8 @@ fn digest(token: &str) -> Vec<u8> {
 /// Makes the database's users exactly `users`: new ones added, changed
 /// tokens replaced. Users no longer configured keep their recordings but
 /// can no longer sign in.
-pub async fn sync_users(db: &Db, users: Vec<UserToken>) -> crate::Result<()> {
-    db.write_durably(move |tx| {
-        tx.execute("UPDATE users SET token_sha256 = randomblob(32)", [])?;
-        for user in &users {
-            tx.execute(
-                "INSERT INTO users (name, token_sha256) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET token_sha256 = excluded.token_sha256",
-                rusqlite::params![user.name, digest(&user.token)],
-            )?;
-        }
-        Ok(())
-    })
-    .await
+pub async fn sync_users(meta: &dyn MetaStore, users: Vec<UserToken>) -> crate::Result<()> {
+    meta.sync_users(users.into_iter().map(|user| (user.name, digest(&user.token))).collect()).await
 }
 
 /// The authenticated caller of a request.
@@ -78,19 +67,7 @@ impl FromRequestParts<AppState> for User {
             .filter(|token| !token.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
         let wanted = digest(token);
-        let lookup = wanted.clone();
-        let found: Option<(i64, String, Vec<u8>)> = state
-            .db
-            .call(move |conn| {
-                use rusqlite::OptionalExtension;
-                conn.query_row(
-                    "SELECT id, name, token_sha256 FROM users WHERE token_sha256 = ?1",
-                    [lookup],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()
-            })
-            .await?;
+        let found = state.meta.user_by_token_digest(wanted.clone()).await?;
         match found {
             // The index lookup finds the row; the constant-time comparison
             // keeps the final check from leaking how much of a digest matched.

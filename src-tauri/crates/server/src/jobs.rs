@@ -28,7 +28,7 @@ use opptak_api::ContentType;
 use tokio::sync::Notify;
 
 use crate::Result;
-use crate::db::{Db, now_unix};
+use crate::meta::{JobClaim as Claim, JobResult, MetaStore};
 use crate::store::{MediaStore, StoreError, composite_etag, unquote_etag};
 
 /// How verification jobs are leased, renewed and given up on.
@@ -71,10 +71,6 @@ impl JobPolicy {
         let doublings = attempts.clamp(1, 31) as u32 - 1;
         self.first_retry_delay.saturating_mul(1u32 << doublings).min(self.max_retry_delay)
     }
-
-    fn lease_seconds(&self) -> i64 {
-        self.lease.as_secs_f64().ceil().max(1.0) as i64
-    }
 }
 
 /// How often idle workers look for due jobs (they are also woken on finish).
@@ -87,19 +83,11 @@ enum Outcome {
     Retry(String),
 }
 
-/// A job this worker holds: the claim's `attempts` is its fence.
-#[derive(Debug, Clone)]
-struct Claim {
-    recording_id: String,
-    attempts: i64,
-    last_error: Option<String>,
-}
-
 /// What a worker needs.
 #[derive(Debug, Clone)]
 pub struct Jobs {
-    /// The server's database.
-    pub db: Db,
+    /// Where the queue is.
+    pub meta: Arc<dyn MetaStore>,
     /// Where the media is.
     pub store: Arc<dyn MediaStore>,
     /// Wakes idle workers when a job is queued.
@@ -174,42 +162,13 @@ impl Jobs {
     /// Takes the most overdue job: a queued one whose time has come, or a
     /// running one whose lease lapsed.
     async fn claim(&self) -> Result<Option<Claim>> {
-        let now = now_unix();
-        let lease_until = now + self.policy.lease_seconds();
-        self.db
-            .write_durably(move |tx| {
-                use rusqlite::OptionalExtension;
-                tx.query_row(
-                    "UPDATE jobs SET state = 'running', lease_until = ?2, attempts = attempts + 1
-                     WHERE recording_id = (
-                         SELECT recording_id FROM jobs
-                         WHERE (state = 'queued' AND run_after <= ?1) OR (state = 'running' AND lease_until < ?1)
-                         ORDER BY run_after LIMIT 1)
-                     RETURNING recording_id, attempts, last_error",
-                    rusqlite::params![now, lease_until],
-                    |row| Ok(Claim { recording_id: row.get(0)?, attempts: row.get(1)?, last_error: row.get(2)? }),
-                )
-                .optional()
-            })
-            .await
+        self.meta.claim_job(self.policy.lease).await
     }
 
     /// Extends the lease of `claim`; false when the job is no longer this
     /// claim's (its lease lapsed and another worker took it, or it settled).
     async fn renew(&self, claim: &Claim) -> Result<bool> {
-        let (id, attempts) = (claim.recording_id.clone(), claim.attempts);
-        let lease_until = now_unix() + self.policy.lease_seconds();
-        let changed = self
-            .db
-            .call(move |conn| {
-                conn.execute(
-                    "UPDATE jobs SET lease_until = ?3
-                     WHERE recording_id = ?1 AND attempts = ?2 AND state = 'running'",
-                    rusqlite::params![id, attempts, lease_until],
-                )
-            })
-            .await?;
-        Ok(changed == 1)
+        self.meta.renew_job(claim, self.policy.lease).await
     }
 
     /// Runs the verification as its own task, renewing the lease while it
@@ -245,19 +204,8 @@ impl Jobs {
     }
 
     async fn verify(&self, recording_id: &str) -> Result<Outcome> {
-        let id = recording_id.to_owned();
-        let (key, content_type, object_size, finished_parts): (String, String, Option<i64>, Option<String>) =
-            self.db
-                .call(move |conn| {
-                    conn.query_row(
-                        "SELECT s.object_key, r.content_type, s.object_size, s.finished_parts
-                     FROM upload_sessions s JOIN recordings r ON r.id = s.recording_id
-                     WHERE s.recording_id = ?1",
-                        [id],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-                    )
-                })
-                .await?;
+        let input = self.meta.verification_input(recording_id).await?;
+        let (key, content_type, object_size) = (input.object_key, input.content_type, input.object_size);
         let Ok(content_type) = content_type.parse::<ContentType>() else {
             return Ok(Outcome::Failed(format!("Unknown content type {content_type}.")));
         };
@@ -269,15 +217,14 @@ impl Jobs {
             Err(err) => return Ok(Outcome::Retry(err.to_string())),
         };
         if let Some(expected) = object_size
-            && head.size != expected as u64
+            && head.size != expected
         {
             return Ok(Outcome::Failed(format!(
                 "Storage holds {} bytes but the parts add up to {expected}.",
                 head.size
             )));
         }
-        let part_etags: Vec<(u32, String)> =
-            finished_parts.as_deref().and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default();
+        let part_etags = crate::meta::parse_finished_parts(input.finished_parts.as_deref());
         if let (Some(stored), Some(expected)) = (
             head.etag.as_deref().map(unquote_etag).filter(|etag| etag.contains('-')),
             composite_etag(part_etags.iter().map(|(_, etag)| etag.as_str())),
@@ -309,76 +256,34 @@ impl Jobs {
     /// Writes `outcome` if `claim` still holds the job; a stale holder's
     /// result changes nothing.
     async fn settle(&self, claim: &Claim, outcome: Outcome) -> Result<()> {
-        let (id, attempts) = (claim.recording_id.clone(), claim.attempts);
         let recording_id = claim.recording_id.as_str();
-        let now = now_unix();
-        const FENCE: &str = "recording_id = ?1 AND attempts = ?2 AND state = 'running'";
-        let settled = match outcome {
+        let result = match outcome {
             Outcome::Ready { size, duration, sha256 } => {
                 tracing::info!(recording_id, size, duration, sha256, "recording ready");
-                self.db
-                    .write_durably(move |tx| {
-                        let held = tx.execute(
-                            &format!("UPDATE jobs SET state = 'done', lease_until = NULL WHERE {FENCE}"),
-                            rusqlite::params![id, attempts],
-                        )?;
-                        if held == 1 {
-                            tx.execute(
-                                "UPDATE recordings SET status = 'ready', size_bytes = ?2, duration_seconds = ?3,
-                                 sha256 = ?4, ready_at = ?5, error = NULL WHERE id = ?1",
-                                rusqlite::params![id, size as i64, duration, sha256, now],
-                            )?;
-                        }
-                        Ok(held == 1)
-                    })
-                    .await?
+                JobResult::Ready { size, duration, sha256 }
             }
             Outcome::Failed(reason) => {
                 tracing::warn!(recording_id, reason, "recording failed verification");
-                self.db
-                    .write_durably(move |tx| {
-                        let held = tx.execute(
-                            &format!(
-                                "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = ?3 WHERE {FENCE}"
-                            ),
-                            rusqlite::params![id, attempts, reason],
-                        )?;
-                        if held == 1 {
-                            tx.execute(
-                                "UPDATE recordings SET status = 'failed', error = ?2 WHERE id = ?1",
-                                rusqlite::params![id, reason],
-                            )?;
-                        }
-                        Ok(held == 1)
-                    })
-                    .await?
+                JobResult::Failed(reason)
             }
             Outcome::Retry(reason) => {
-                let delay = self.policy.retry_delay(attempts);
+                let delay = self.policy.retry_delay(claim.attempts);
                 tracing::warn!(
                     recording_id,
                     reason,
-                    attempts,
+                    attempts = claim.attempts,
                     retry_in_ms = delay.as_millis() as u64,
                     "verification will be retried"
                 );
-                let run_after = now + delay.as_secs_f64().ceil() as i64;
-                self.db
-                    .write_durably(move |tx| {
-                        let held = tx.execute(
-                            &format!(
-                                "UPDATE jobs SET state = 'queued', lease_until = NULL, run_after = ?3, last_error = ?4
-                                 WHERE {FENCE}"
-                            ),
-                            rusqlite::params![id, attempts, run_after, reason],
-                        )?;
-                        Ok(held == 1)
-                    })
-                    .await?
+                JobResult::Retry { reason, delay }
             }
         };
-        if !settled {
-            tracing::warn!(recording_id, attempts, "a stale verification result was discarded");
+        if !self.meta.settle_job(claim, result).await? {
+            tracing::warn!(
+                recording_id,
+                attempts = claim.attempts,
+                "a stale verification result was discarded"
+            );
         }
         Ok(())
     }
@@ -402,21 +307,12 @@ fn crashed(payload: Box<dyn std::any::Any + Send>) -> String {
     format!("the check of the file crashed ({detail})")
 }
 
-/// Queues again the jobs a previous server process left running: the
-/// server holds its data folder's lock, so at start nothing else can be
-/// running them. The claim that died still counts towards the cap.
-pub async fn requeue_interrupted(db: &Db) -> Result<usize> {
-    db.write_durably(|tx| {
-        tx.execute("UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'running'", [])
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
+    use crate::db::Db;
     use crate::store::interfering::{Fault, Interfering};
     use crate::store::{CompletedPart, LocalStore};
 
@@ -475,7 +371,7 @@ mod tests {
 
         fn jobs(&self, policy: JobPolicy) -> Jobs {
             Jobs {
-                db: self.db.clone(),
+                meta: Arc::new(crate::meta::SqliteMeta::new(self.db.clone())),
                 store: self.store.clone(),
                 wake: Arc::default(),
                 scratch: self._temp.path().join("scratch"),

@@ -5,7 +5,9 @@
 //!
 //! Media lives in a [`MediaStore`](store::MediaStore) — a local folder by
 //! default, or any S3-compatible store — and metadata plus a durable
-//! verification queue in the server's own SQLite file.
+//! verification queue in a [`MetaStore`]: the server's own SQLite file by
+//! default, or (feature `postgres`, `ServerBuilder::database_url`) a
+//! PostgreSQL database that several server instances share.
 //!
 //! One server owns a data folder at a time (an OS file lock held while it
 //! runs): a second start on the same folder fails with
@@ -33,15 +35,17 @@ pub mod auth;
 pub mod db;
 mod jobs;
 mod media;
+pub mod meta;
 mod metrics;
 mod openapi;
 mod server;
 pub mod store;
 mod sweeper;
 
-pub use app::{AppState, SessionLocks, app};
+pub use app::{AppState, app};
 pub use auth::UserToken;
 pub use jobs::JobPolicy;
+pub use meta::{MetaStore, SessionLocks, SqliteMeta};
 pub use server::{Limits, Server, ServerBuilder, ServerHandle, StoreConfig, running_server};
 
 /// Everything that can stop the server from starting or running.
@@ -84,6 +88,9 @@ pub enum Error {
     /// The media store cannot be used.
     #[error("{0}")]
     Store(#[from] store::StoreError),
+    /// Another server instance on the same database rules this one out.
+    #[error("{0}")]
+    DatabaseShared(String),
 }
 
 fn folder_in_use(path: &std::path::Path, url: Option<&str>, pid: Option<u32>) -> String {

@@ -15,11 +15,56 @@ use symphonia::core::probe::Hint;
 pub type MediaProblem = String;
 
 /// The duration in seconds of the media in `path`, read as `content_type`.
+/// A file whose first bytes say it is another kind of media (a WAV sent as
+/// `video/mp4`) is refused before it is parsed.
 pub fn probe_duration(path: &Path, content_type: ContentType) -> Result<f64, MediaProblem> {
+    if let Some(actual) = sniff(path)
+        && actual != content_type
+    {
+        return Err(format!(
+            "The file is {}, but it was uploaded as {}. Upload it again with its own type.",
+            described(actual),
+            content_type.as_str()
+        ));
+    }
     match content_type {
         ContentType::Wav => wav_duration(path),
         ContentType::Mp4 => mp4_duration(path),
         other => symphonia_duration(path, other),
+    }
+}
+
+/// What a file's signature says it is; `None` when it is none of the
+/// accepted types (the parser then says what is wrong).
+fn sniff(path: &Path) -> Option<ContentType> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    let mut file = File::open(path).ok()?;
+    let read = file.read(&mut head).ok()?;
+    let head = &head[..read];
+    if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE" {
+        Some(ContentType::Wav)
+    } else if head.starts_with(b"fLaC") {
+        Some(ContentType::Flac)
+    } else if head.starts_with(b"OggS") {
+        Some(ContentType::Ogg)
+    } else if head.len() >= 8 && &head[4..8] == b"ftyp" {
+        Some(ContentType::Mp4)
+    } else if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        Some(ContentType::Webm)
+    } else {
+        None
+    }
+}
+
+/// A content type in words.
+fn described(content_type: ContentType) -> &'static str {
+    match content_type {
+        ContentType::Wav => "a WAV recording",
+        ContentType::Flac => "a FLAC recording",
+        ContentType::Ogg => "an Ogg recording",
+        ContentType::Mp4 => "an MP4 video",
+        ContentType::Webm => "a WebM video",
     }
 }
 
@@ -377,6 +422,26 @@ mod tests {
         let path = temp.path().join("a.wav");
         write_wav(&path, 2, 8000);
         assert!((probe_duration(&path, ContentType::Wav).unwrap() - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_file_uploaded_as_another_type_is_refused_by_its_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("lesson.wav");
+        write_wav(&wav, 1, 8000);
+        let problem = probe_duration(&wav, ContentType::Mp4).unwrap_err();
+        assert_eq!(
+            problem,
+            "The file is a WAV recording, but it was uploaded as video/mp4. Upload it again with its own type."
+        );
+        let mp4 = dir.path().join("lesson.mp4");
+        std::fs::write(&mp4, fragmented_head(1000, 1000, None, 40)).unwrap();
+        let problem = probe_duration(&mp4, ContentType::Wav).unwrap_err();
+        assert!(
+            problem.starts_with("The file is an MP4 video, but it was uploaded as audio/wav."),
+            "{problem}"
+        );
+        assert!(probe_duration(&mp4, ContentType::Ogg).unwrap_err().contains("uploaded as audio/ogg"));
     }
 
     #[test]

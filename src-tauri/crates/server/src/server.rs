@@ -81,6 +81,8 @@ impl Server {
             store: StoreConfig::Local,
             limits: Limits::default(),
             public_url: None,
+            #[cfg(feature = "postgres")]
+            database_url: None,
         }
     }
 }
@@ -95,7 +97,15 @@ pub struct ServerBuilder {
     store: StoreConfig,
     limits: Limits,
     public_url: Option<String>,
+    #[cfg(feature = "postgres")]
+    database_url: Option<String>,
 }
+
+/// A server's membership of a shared database (nothing with SQLite).
+#[cfg(feature = "postgres")]
+type InstanceLock = Option<crate::meta::postgres::InstanceLock>;
+#[cfg(not(feature = "postgres"))]
+type InstanceLock = ();
 
 impl ServerBuilder {
     /// Address to listen on; port 0 picks a free port.
@@ -135,6 +145,45 @@ impl ServerBuilder {
         self
     }
 
+    /// Keeps metadata and the job queue in the PostgreSQL database at `url`
+    /// (`postgres://…`) instead of the data folder's SQLite file, so that
+    /// several servers can share them. Each server still needs a data
+    /// folder of its own (scratch space). With the local store only one
+    /// server may use the database: a second one fails to start with
+    /// [`Error::DatabaseShared`] (every server holds a PostgreSQL advisory
+    /// lock, exclusive with the local store and shared with S3).
+    #[cfg(feature = "postgres")]
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// Opens the metadata store this builder names, and joins the
+    /// database's instances when it is shared.
+    async fn open_state(&self, url: &str) -> Result<(AppState, InstanceLock)> {
+        #[cfg(feature = "postgres")]
+        if let Some(database_url) = &self.database_url {
+            let meta = crate::meta::PostgresMeta::connect(database_url).await?;
+            let instance = meta.join_instances(matches!(self.store, StoreConfig::Local)).await?;
+            let state = AppState::with_meta(
+                &self.data_dir,
+                std::sync::Arc::new(meta),
+                &self.store,
+                self.users.clone(),
+                self.limits.clone(),
+                url,
+            )
+            .await?;
+            return Ok((state, Some(instance)));
+        }
+        let state =
+            AppState::open(&self.data_dir, &self.store, self.users.clone(), self.limits.clone(), url).await?;
+        #[cfg(feature = "postgres")]
+        return Ok((state, None));
+        #[cfg(not(feature = "postgres"))]
+        Ok((state, ()))
+    }
+
     /// Binds the address, opens the database and the store, and starts
     /// serving, verifying and sweeping in the background.
     ///
@@ -147,15 +196,13 @@ impl ServerBuilder {
             .map_err(|source| Error::Bind { addr: self.listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: self.listen, source })?;
         let url = self.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let state =
-            AppState::open(&self.data_dir, &self.store, self.users.clone(), self.limits.clone(), &url)
-                .await?;
-        let (db, store, wake) = (state.db.clone(), state.store.clone(), state.wake_jobs.clone());
-        crate::jobs::requeue_interrupted(&db).await?;
+        let (state, instance) = self.open_state(&url).await?;
+        let (meta, store, wake) = (state.meta.clone(), state.store.clone(), state.wake_jobs.clone());
+        meta.requeue_interrupted().await?;
         let scratch = self.data_dir.join("scratch");
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let jobs = Jobs { db, store, wake, scratch, policy: self.limits.verification.clone() };
+        let jobs = Jobs { meta, store, wake, scratch, policy: self.limits.verification.clone() };
         for _ in 0..self.limits.job_workers.max(1) {
             tasks.spawn(jobs.clone().run_worker(stopped.clone()));
         }
@@ -172,7 +219,7 @@ impl ServerBuilder {
             }
         });
         tracing::info!(%url, "server listening");
-        Ok(ServerHandle { url, addr, stop, tasks, _folder: folder })
+        Ok(ServerHandle { url, addr, stop, tasks, _instance: instance, _folder: folder })
     }
 }
 
@@ -185,6 +232,8 @@ pub struct ServerHandle {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    // Released after the tasks above are gone.
+    _instance: InstanceLock,
     // Last: released only after the tasks above are gone.
     _folder: FolderLock,
 }

@@ -1,75 +1,37 @@
 //! Aborts upload sessions that passed their `expiresAt` and frees their parts.
 //!
-//! The sweep takes each session's lock ([`SessionLocks`], the one the
-//! handlers take) and checks again under it that the session is still
-//! `open` and past its expiry, so a `finish` that was running when the
-//! session expired completes, and the sweep then leaves it alone. Only a
-//! recording still `uploading` becomes `expired`. The handlers refuse
-//! `parts`, `listparts` and `finish` on a session past its expiry even
-//! before a sweep ran, so the sweep's timing never decides an answer.
+//! The sweep takes one expired session at a time, exclusively, and skips a
+//! session someone else holds ([`MetaStore::lock_expired_session`]): a
+//! `finish` that was running when the session expired completes, and a
+//! later sweep finds it no longer open. Several server instances sweeping
+//! one database never wait on each other or on a request. Only a recording
+//! still `uploading` becomes `expired`. The handlers refuse `parts`,
+//! `listparts` and `finish` on a session past its expiry even before a
+//! sweep ran, so the sweep's timing never decides an answer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::OptionalExtension;
-
-use crate::app::{AppState, SessionLocks};
-use crate::db::{Db, now_unix};
+use crate::app::AppState;
+use crate::meta::MetaStore;
 use crate::store::MediaStore;
 
 /// How often expired sessions are looked for.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Aborts every open session whose expiry has passed; returns how many.
-pub async fn sweep_once(
-    db: &Db,
-    store: &Arc<dyn MediaStore>,
-    sessions: &SessionLocks,
-) -> crate::Result<usize> {
-    let now = now_unix();
-    let candidates: Vec<String> = db
-        .call(move |conn| {
-            let mut statement = conn.prepare(
-                "SELECT recording_id FROM upload_sessions WHERE state = 'open' AND expires_at <= ?1",
-            )?;
-            statement.query_map([now], |row| row.get(0))?.collect()
-        })
-        .await?;
+/// Aborts every open session whose expiry has passed and that nobody
+/// holds; returns how many.
+pub async fn sweep_once(meta: &dyn MetaStore, store: &Arc<dyn MediaStore>) -> crate::Result<usize> {
     let mut count = 0;
-    for recording_id in candidates {
-        let _guard = sessions.lock(&recording_id).await;
-        // A request may have finished or aborted the session while this
-        // sweep waited for its lock.
-        let id = recording_id.clone();
-        let still_expired: Option<(String, String, String)> = db
-            .call(move |conn| {
-                conn.query_row(
-                    "SELECT upload_id, object_key, store_upload_id FROM upload_sessions
-                     WHERE recording_id = ?1 AND state = 'open' AND expires_at <= ?2",
-                    rusqlite::params![id, now_unix()],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()
-            })
-            .await?;
-        let Some((upload_id, key, store_upload_id)) = still_expired else { continue };
+    for recording_id in meta.expired_sessions().await? {
+        // Held (a request is working on it), or finished or aborted since it
+        // was listed: its holder decides, or the next sweep looks again.
+        let Some(guard) = meta.lock_expired_session(&recording_id).await? else { continue };
+        let session = guard.session();
         // Storage first: if it fails the session stays open and the next
         // sweep tries again, so no parts are left behind unreferenced.
-        store.abort_upload(&key, &store_upload_id).await?;
-        let id = recording_id.clone();
-        db.write_durably(move |tx| {
-            tx.execute(
-                "UPDATE upload_sessions SET state = 'expired' WHERE upload_id = ?1 AND state = 'open'",
-                [&upload_id],
-            )?;
-            tx.execute(
-                "UPDATE recordings SET status = 'expired',
-                 error = 'The upload was not finished before it expired; start it again.'
-                 WHERE id = ?1 AND status = 'uploading'",
-                [&id],
-            )
-        })
-        .await?;
+        store.abort_upload(&session.object_key, &session.store_upload_id).await?;
+        guard.expire().await?;
         count += 1;
         tracing::info!(recording_id, "expired upload session aborted");
     }
@@ -79,7 +41,7 @@ pub async fn sweep_once(
 /// Sweeps every [`SWEEP_INTERVAL`] until `shutdown` changes.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
-        if let Err(err) = sweep_once(&state.db, &state.store, &state.sessions).await {
+        if let Err(err) = sweep_once(state.meta.as_ref(), &state.store).await {
             tracing::warn!(error = %err, "expiry sweep failed; will retry");
         }
         tokio::select! {
@@ -92,6 +54,8 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::{Db, now_unix};
+    use crate::meta::SqliteMeta;
     use crate::store::interfering::{Fault, Interfering};
     use crate::store::{LocalStore, StoreError};
 
@@ -124,7 +88,7 @@ mod tests {
             uploads.push((key, upload));
         }
 
-        assert_eq!(sweep_once(&db, &store, &SessionLocks::default()).await.unwrap(), 1);
+        assert_eq!(sweep_once(&SqliteMeta::new(db.clone()), &store).await.unwrap(), 1);
         assert!(matches!(
             store.list_parts(&uploads[0].0, &uploads[0].1).await,
             Err(StoreError::NoSuchUpload)
@@ -141,7 +105,7 @@ mod tests {
             .unwrap();
         assert_eq!(states, [("open".into(), "uploading".into()), ("expired".into(), "expired".into())]);
         assert_eq!(
-            sweep_once(&db, &store, &SessionLocks::default()).await.unwrap(),
+            sweep_once(&SqliteMeta::new(db.clone()), &store).await.unwrap(),
             0,
             "a second sweep finds nothing"
         );
@@ -223,22 +187,32 @@ mod tests {
         });
         completing.await;
         // The finish has passed its checks; now the session's time runs out.
-        state.db.call(|conn| conn.execute("UPDATE upload_sessions SET expires_at = 0", [])).await.unwrap();
-        let mut sweeping = tokio::spawn({
-            let state = state.clone();
-            async move { sweep_once(&state.db, &state.store, &state.sessions).await }
-        });
-        // The sweep must wait for the finish's session lock. Given time to
-        // run (it needs milliseconds), it must still be waiting.
-        let waited = tokio::time::timeout(Duration::from_millis(500), &mut sweeping).await;
-        assert!(waited.is_err(), "the sweep did not wait for the finish holding the session: {waited:?}");
+        state
+            .sqlite()
+            .unwrap()
+            .call(|conn| conn.execute("UPDATE upload_sessions SET expires_at = 0", []))
+            .await
+            .unwrap();
+        // The sweep skips the session the finish holds, without waiting for
+        // it (bounded: a sweep that waited would hold this test until the
+        // finish is released, which only happens below).
+        let skipped =
+            tokio::time::timeout(Duration::from_secs(10), sweep_once(state.meta.as_ref(), &state.store))
+                .await
+                .expect("the sweep waited for the finish holding the session");
+        assert_eq!(skipped.unwrap(), 0, "a held session is skipped");
         gate.release.notify_one();
 
         let (status, body) = finishing.await.unwrap();
         assert!(status.is_success(), "finish: {status} {}", String::from_utf8_lossy(&body));
-        assert_eq!(sweeping.await.unwrap().unwrap(), 0, "a completed session is not swept");
+        assert_eq!(
+            sweep_once(state.meta.as_ref(), &state.store).await.unwrap(),
+            0,
+            "a completed session is not swept"
+        );
         let states: (String, String) = state
-            .db
+            .sqlite()
+            .unwrap()
             .call(|conn| {
                 conn.query_row(
                     "SELECT s.state, r.status FROM upload_sessions s JOIN recordings r ON r.id = s.recording_id",
@@ -274,7 +248,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(sweep_once(&db, &store, &SessionLocks::default()).await.unwrap(), 1);
+        assert_eq!(sweep_once(&SqliteMeta::new(db.clone()), &store).await.unwrap(), 1);
         let status: String = db
             .call(|conn| conn.query_row("SELECT status FROM recordings", [], |row| row.get(0)))
             .await

@@ -303,7 +303,7 @@ async fn fixture_with_sessions() -> Fx {
     let ada_expired = session(&base, ADA, std::slice::from_ref(&small)).await;
     let (upload_id, recording_id) = (ada_expired.uid().to_owned(), ada_expired.rid().to_owned());
     base.state
-        .db
+        .sqlite().unwrap()
         .write_durably(move |tx| {
             tx.execute("UPDATE upload_sessions SET state = 'expired' WHERE upload_id = ?1", [&upload_id])?;
             tx.execute(
@@ -1351,7 +1351,7 @@ struct Snapshot {
 /// The state; `with_bytes` also hashes every stored part's bytes (slow in
 /// a debug build, so only before and after the whole table).
 async fn snapshot(fx: &Fx, with_bytes: bool) -> Snapshot {
-    let db = &fx.base.state.db;
+    let db = fx.base.state.sqlite().unwrap();
     let counts = db
         .call(|conn| {
             let mut statement = conn.prepare(

@@ -291,7 +291,8 @@ async fn a_finish_the_client_hangs_up_on_still_completes_consistently() {
             assert_eq!(listed.status, StatusCode::OK, "after {hang_up_after:?}: {}", listed.text());
             let finished = fx
                 .state
-                .db
+                .sqlite()
+                .unwrap()
                 .call({
                     let id = started.recording_id.clone();
                     move |conn| {
@@ -338,7 +339,8 @@ async fn a_session_past_its_expiry_is_refused_before_any_sweep() {
     let started = start(&fx.app, ADA).await;
     let etags = upload_parts(&fx.app, &started, &[wav_bytes(100)]).await;
     fx.state
-        .db
+        .sqlite()
+        .unwrap()
         .call(|conn| conn.execute("UPDATE upload_sessions SET expires_at = strftime('%s', 'now') - 1", []))
         .await
         .unwrap();
@@ -357,7 +359,8 @@ async fn a_session_past_its_expiry_is_refused_before_any_sweep() {
     }
     let status: (String, String) = fx
         .state
-        .db
+        .sqlite()
+        .unwrap()
         .call(|conn| {
             conn.query_row(
                 "SELECT s.state, r.status FROM upload_sessions s JOIN recordings r ON r.id = s.recording_id",

@@ -333,14 +333,17 @@ impl Engine {
                 Err(CallError::Offline { url, reason }) => {
                     attempt += 1;
                     let retry_in = self.config.backoff.delay(attempt, None);
+                    // The journal refuses `waiting` while the file is still
+                    // being recorded; asked again at every attempt, the state
+                    // says so as soon as the recording has stopped.
                     if !offline {
-                        offline = true;
-                        let _ = self
+                        offline = self
                             .set_state(
                                 RecordingState::Waiting,
                                 Some((Problem::Offline, format!("cannot reach {url}"))),
                             )
-                            .await;
+                            .await
+                            .is_ok();
                     }
                     self.emit(UploadEvent::WaitingForNetwork {
                         reason: format!("cannot reach {url}: {reason}"),

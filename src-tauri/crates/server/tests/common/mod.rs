@@ -205,7 +205,8 @@ pub fn wav_bytes(frames: u32) -> Vec<u8> {
 pub async fn store_upload_id(fx: &Fixture, upload_id: &str) -> String {
     let upload_id = upload_id.to_owned();
     fx.state
-        .db
+        .sqlite()
+        .unwrap()
         .call(move |conn| {
             conn.query_row(
                 "SELECT store_upload_id FROM upload_sessions WHERE upload_id = ?1",

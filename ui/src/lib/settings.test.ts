@@ -1,0 +1,105 @@
+import { describe, expect, it } from "vitest";
+import type { ConnectionCheck, ConnectionOutcome, DestinationInfo } from "../bindings";
+import {
+  MAX_NAME_CHARS,
+  canRemove,
+  checkNewDestination,
+  credentialStoreLabel,
+  defaultOf,
+  describeCheck,
+  destinationDetail,
+  isComplete,
+  withDefault,
+} from "./settings";
+
+const thisComputer: DestinationInfo = {
+  id: "this-computer",
+  name: "This computer",
+  url: null,
+  kind: "thisComputer",
+  isDefault: true,
+};
+const school: DestinationInfo = {
+  id: "school-1",
+  name: "School",
+  url: "https://school.example",
+  kind: "schoolServer",
+  isDefault: false,
+};
+
+describe("checkNewDestination", () => {
+  it("accepts a complete form", () => {
+    const errors = checkNewDestination({ name: " School ", url: "https://school.example/", token: "abc" });
+    expect(errors).toEqual({});
+    expect(isComplete(errors)).toBe(true);
+  });
+
+  it("names each missing or wrong field", () => {
+    const errors = checkNewDestination({ name: " ", url: "school.example", token: "a b" });
+    expect(Object.keys(errors).sort()).toEqual(["name", "token", "url"]);
+    expect(errors.url).toContain("https://");
+    expect(isComplete(errors)).toBe(false);
+    expect(checkNewDestination({ name: "x", url: "", token: "" })).toMatchObject({
+      url: expect.stringContaining("address"),
+      token: expect.stringContaining("token"),
+    });
+  });
+
+  it("refuses a name the engine would refuse, and may skip the name for a test", () => {
+    const long = "x".repeat(MAX_NAME_CHARS + 1);
+    expect(checkNewDestination({ name: long, url: "http://a", token: "t" }).name).toBeDefined();
+    expect(checkNewDestination({ name: "", url: "http://127.0.0.1:8080", token: "t" }, false)).toEqual({});
+    expect(checkNewDestination({ name: "", url: "ftp://a", token: "t" }, false).url).toBeDefined();
+  });
+});
+
+describe("describeCheck", () => {
+  const outcomes: ConnectionOutcome[] = [
+    "ok",
+    "tokenRefused",
+    "notUploadApi",
+    "unreachable",
+    "tlsProblem",
+    "serverError",
+  ];
+
+  it("gives every outcome its own headline and keeps the engine's message", () => {
+    const headlines = outcomes.map((outcome) => {
+      const check: ConnectionCheck = { outcome, status: null, message: `said ${outcome}` };
+      const described = describeCheck(check);
+      expect(described.detail).toBe(`said ${outcome}`);
+      return described.headline;
+    });
+    expect(new Set(headlines).size).toBe(outcomes.length);
+  });
+
+  it("marks only a working connection as ok", () => {
+    expect(describeCheck({ outcome: "ok", status: 200, message: "" }).tone).toBe("ok");
+    expect(describeCheck({ outcome: "tokenRefused", status: 401, message: "" })).toMatchObject({
+      tone: "error",
+      headline: "The token was refused",
+    });
+    expect(describeCheck({ outcome: "unreachable", status: null, message: "" }).tone).toBe("warning");
+  });
+});
+
+describe("destinations", () => {
+  it("describes each kind", () => {
+    expect(destinationDetail(thisComputer)).toContain("this computer");
+    expect(destinationDetail(school)).toBe("https://school.example");
+    expect(canRemove(thisComputer)).toBe(false);
+    expect(canRemove(school)).toBe(true);
+  });
+
+  it("keeps exactly one default", () => {
+    const list = withDefault([thisComputer, school], "school-1");
+    expect(list.filter((d) => d.isDefault).map((d) => d.id)).toEqual(["school-1"]);
+    expect(defaultOf(list)?.id).toBe("school-1");
+    expect(defaultOf([{ ...thisComputer, isDefault: false }, school])?.id).toBe("this-computer");
+  });
+
+  it("says where tokens are kept", () => {
+    expect(credentialStoreLabel("system")).toContain("password store");
+    expect(credentialStoreLabel("file")).toContain("private file");
+  });
+});
