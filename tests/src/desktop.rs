@@ -7,10 +7,19 @@ use std::time::{Duration, Instant};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 
-use crate::{TauriDriver, workspace_bin};
+use crate::{PulseAudio, TauriDriver, Xvfb, workspace_bin};
 
 /// How long a window test waits for an element or a state.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The environment the app runs in under a window test: the virtual
+/// display, its own data folder, and the virtual microphone.
+pub fn app_env(xvfb: &Xvfb, pulse: &PulseAudio, data_dir: &Path) -> Vec<(&'static str, String)> {
+    let mut env =
+        vec![("DISPLAY", xvfb.display().to_owned()), ("OPPTAK_DATA_DIR", data_dir.display().to_string())];
+    env.extend(pulse.env());
+    env
+}
 
 /// A WebDriver session with the desktop app, which `driver` starts.
 pub async fn connect(driver: &TauriDriver) -> Client {

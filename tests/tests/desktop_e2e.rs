@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use fantoccini::Locator;
 use opptak_journal::{Journal, RecordingState};
-use opptak_tests::desktop::{WAIT, button, connect, elapsed_seconds, poll, settle, testid};
+use opptak_tests::desktop::{WAIT, app_env, button, connect, elapsed_seconds, poll, settle, testid};
 use opptak_tests::{
     ChildGuard, PulseAudio, TauriDriver, Xvfb, screenshots_dir, seconds_of_tone, sha256_hex, write_tone,
 };
@@ -17,11 +17,7 @@ async fn settings_shows_the_version_and_the_doctor_findings() {
     let Some(xvfb) = Xvfb::start().unwrap() else { return };
     let Some(pulse) = PulseAudio::start().unwrap() else { return };
     let data_dir = tempfile::tempdir().unwrap();
-    let mut env = vec![
-        ("DISPLAY", xvfb.display().to_owned()),
-        ("OPPTAK_DATA_DIR", data_dir.path().display().to_string()),
-    ];
-    env.extend(pulse.env());
+    let env = app_env(&xvfb, &pulse, data_dir.path());
     let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
     let client = connect(&driver).await;
 
@@ -66,11 +62,7 @@ async fn a_recording_made_in_the_window_holds_the_tone_and_is_safe_on_the_server
     let data_dir = tempfile::tempdir().unwrap();
     let tone = data_dir.path().join("tone.wav");
     write_tone(&tone, 5.0);
-    let mut env = vec![
-        ("DISPLAY", xvfb.display().to_owned()),
-        ("OPPTAK_DATA_DIR", data_dir.path().display().to_string()),
-    ];
-    env.extend(pulse.env());
+    let env = app_env(&xvfb, &pulse, data_dir.path());
     let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
     let client = connect(&driver).await;
 

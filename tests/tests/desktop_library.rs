@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
 use opptak_journal::{Journal, NewRecording, RecordingState};
-use opptak_tests::desktop::{WAIT, button, connect, elapsed_seconds, poll, settle, testid};
+use opptak_tests::desktop::{WAIT, app_env, button, connect, elapsed_seconds, poll, settle, testid};
 use opptak_tests::{
     ChildGuard, PulseAudio, TauriDriver, Xvfb, free_port, screenshots_dir, seconds_of_tone, write_tone,
 };
@@ -98,11 +98,7 @@ async fn the_library_shows_a_recording_safe_and_deletes_a_safe_copy_at_once_but_
     let (waiting, _) = journaled_tone(&journal, data_dir.path(), "For the school server");
     journal.set_destination(waiting, Some(school)).unwrap();
 
-    let mut env = vec![
-        ("DISPLAY", xvfb.display().to_owned()),
-        ("OPPTAK_DATA_DIR", data_dir.path().display().to_string()),
-    ];
-    env.extend(pulse.env());
+    let env = app_env(&xvfb, &pulse, data_dir.path());
     let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
     let client = connect(&driver).await;
 
@@ -189,11 +185,7 @@ async fn a_recording_whose_app_was_killed_is_recovered_and_safe_at_the_next_laun
     let data_dir = tempfile::tempdir().unwrap();
     let tone = data_dir.path().join("tone.wav");
     write_tone(&tone, 10.0);
-    let mut env = vec![
-        ("DISPLAY", xvfb.display().to_owned()),
-        ("OPPTAK_DATA_DIR", data_dir.path().display().to_string()),
-    ];
-    env.extend(pulse.env());
+    let env = app_env(&xvfb, &pulse, data_dir.path());
 
     let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
     let client = connect(&driver).await;

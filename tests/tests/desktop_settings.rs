@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use opptak_journal::{Journal, RecordingState};
-use opptak_tests::desktop::{WAIT, button, connect, elapsed_seconds, poll, settle, testid};
+use opptak_tests::desktop::{WAIT, app_env, button, connect, elapsed_seconds, poll, settle, testid};
 use opptak_tests::{
     ChildGuard, OpptakServe, PulseAudio, TEST_TOKEN, TauriDriver, Xvfb, screenshots_dir, sha256_hex,
     write_tone,
@@ -105,11 +105,7 @@ async fn a_school_server_added_in_settings_takes_recordings_and_catches_up_after
     let school_url = school.url.clone();
     let tone = data_dir.path().join("tone.wav");
     write_tone(&tone, 4.5);
-    let mut env = vec![
-        ("DISPLAY", xvfb.display().to_owned()),
-        ("OPPTAK_DATA_DIR", data_dir.path().display().to_string()),
-    ];
-    env.extend(pulse.env());
+    let env = app_env(&xvfb, &pulse, data_dir.path());
     let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
     let client = connect(&driver).await;
 
