@@ -40,10 +40,16 @@ pub async fn watch_library(
     on_change: Channel<Vec<LibraryEntry>>,
 ) -> Result<(), CommandError> {
     let mut library = state.engine()?.library().watch().await.map_err(library_error)?;
+    // The current list goes out before the command returns, so a screen that
+    // subscribes never renders an empty Library while the list is on its way.
+    let current = library.borrow_and_update().clone();
+    if on_change.send(current).is_err() {
+        return Ok(()); // the window that asked is gone
+    }
     tauri::async_runtime::spawn(async move {
-        loop {
+        while library.changed().await.is_ok() {
             let entries = library.borrow_and_update().clone();
-            if on_change.send(entries).is_err() || library.changed().await.is_err() {
+            if on_change.send(entries).is_err() {
                 return;
             }
         }

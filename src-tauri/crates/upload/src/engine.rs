@@ -308,8 +308,9 @@ impl Engine {
     }
 
     /// Moves the recording to `state` when the journal allows it from where
-    /// it is (a recording still being captured stays `recording`).
-    async fn set_state(&self, state: RecordingState, why: Option<(Problem, String)>) -> Result<()> {
+    /// it is (a recording still being captured stays `recording`); says
+    /// whether it moved.
+    async fn set_state(&self, state: RecordingState, why: Option<(Problem, String)>) -> Result<bool> {
         move_to(&self.journal, self.local_id, state, why).await
     }
 
@@ -343,7 +344,7 @@ impl Engine {
                                 Some((Problem::Offline, format!("cannot reach {url}"))),
                             )
                             .await
-                            .is_ok();
+                            .unwrap_or(false);
                     }
                     self.emit(UploadEvent::WaitingForNetwork {
                         reason: format!("cannot reach {url}: {reason}"),
@@ -651,7 +652,7 @@ impl Engine {
             local_id: self.local_id,
             in_flight: InFlight::new(self.config.concurrency),
             stall_timeout: self.config.stall_timeout,
-            stalled: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
             // Enough for the SHA-256's waiting chunks and each part's own.
             chunks: ChunkPool::new(
                 self.in_flight_bytes(session) + self.config.concurrency as u64 * body::BUFFERED_PER_PART,
@@ -888,15 +889,16 @@ async fn move_to(
     id: i64,
     state: RecordingState,
     why: Option<(Problem, String)>,
-) -> Result<()> {
+) -> Result<bool> {
     let journal = journal.clone();
     tokio::task::spawn_blocking(move || {
-        let Some(current) = journal.recording(id)? else { return Ok(()) };
-        if current.state.can_become(state) {
-            let (problem, detail) = why.unzip();
-            journal.set_state_because(id, state, problem, detail.as_deref())?;
+        let Some(current) = journal.recording(id)? else { return Ok(false) };
+        if !current.state.can_become(state) {
+            return Ok(false);
         }
-        Ok(())
+        let (problem, detail) = why.unzip();
+        journal.set_state_because(id, state, problem, detail.as_deref())?;
+        Ok(true)
     })
     .await
     .map_err(|err| Error::Internal(format!("journal task stopped: {err}")))?
@@ -1019,8 +1021,9 @@ struct PartSender {
     local_id: i64,
     in_flight: InFlight,
     stall_timeout: Duration,
-    /// Whether the journal says the upload is stalled.
-    stalled: AtomicBool,
+    /// Whether the journal says the upload waits (stalled or offline), so
+    /// the next part through moves it back to `uploading`.
+    waiting: AtomicBool,
     /// Where each part's bytes also go as they are read, when the file's
     /// SHA-256 is computed from them.
     sha256: Option<ChunkTap>,
@@ -1089,6 +1092,13 @@ impl PartSender {
                 Err(CallError::Offline { url, reason }) => {
                     attempt += 1;
                     let retry_in = self.backoff.delay(attempt, None);
+                    // Asked at every attempt: the journal refuses `waiting`
+                    // while the file is still being recorded.
+                    if !self.waiting.load(Ordering::SeqCst) {
+                        let why = Some((Problem::Offline, format!("cannot reach {url}")));
+                        let moved = move_to(&self.journal, self.local_id, RecordingState::Waiting, why).await?;
+                        self.waiting.fetch_or(moved, Ordering::SeqCst);
+                    }
                     let reason = format!("cannot reach {url}: {reason}");
                     let _ = self.events.send(UploadEvent::WaitingForNetwork { reason, retry_in });
                     tokio::time::sleep(retry_in).await;
@@ -1104,7 +1114,7 @@ impl PartSender {
                         in_flight,
                         retry_in,
                     });
-                    if !self.stalled.swap(true, Ordering::SeqCst) {
+                    if !self.waiting.swap(true, Ordering::SeqCst) {
                         let why = format!(
                             "The connection stalled: nothing moved for {} s. The upload keeps trying, fewer parts at a time.",
                             stalled_for.as_secs()
@@ -1124,7 +1134,7 @@ impl PartSender {
             match etag {
                 Ok(etag) => {
                     self.in_flight.went_through();
-                    if self.stalled.swap(false, Ordering::SeqCst) {
+                    if self.waiting.swap(false, Ordering::SeqCst) {
                         move_to(&self.journal, self.local_id, RecordingState::Uploading, None).await?;
                     }
                     return Ok(PartRecord { number, offset, size, md5_hex, etag });
