@@ -62,6 +62,10 @@ pub struct Microphone {
     pub name: String,
     /// Whether the computer uses it when none is chosen.
     pub is_default: bool,
+    /// Channels it records (1 mono, 2 stereo).
+    pub channels: u16,
+    /// Samples per second it records.
+    pub sample_rate: u32,
 }
 
 /// The microphones this computer offers, the system default first.
@@ -73,8 +77,85 @@ pub async fn list_microphones() -> Result<Vec<Microphone>, CommandError> {
         .map_err(|err| stopped_unexpectedly("Looking for microphones", err))??;
     Ok(inputs
         .into_iter()
-        .map(|input| Microphone { name: input.name, is_default: input.is_default })
+        .map(|input| Microphone {
+            name: input.name,
+            is_default: input.is_default,
+            channels: input.channels,
+            sample_rate: input.sample_rate,
+        })
         .collect())
+}
+
+/// Room left for recordings.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingSpace {
+    /// Bytes free on the disk that holds the data folder.
+    pub free_bytes: u64,
+}
+
+/// How much room is left for recordings on the data folder's disk.
+#[tauri::command]
+#[specta::specta]
+pub async fn recording_space(state: State<'_, AppState>) -> Result<RecordingSpace, CommandError> {
+    let engine = state.engine()?;
+    let free_bytes = tauri::async_runtime::spawn_blocking(move || engine.free_space())
+        .await
+        .map_err(|err| stopped_unexpectedly("Measuring the free space", err))??;
+    Ok(RecordingSpace { free_bytes })
+}
+
+/// The microphone's level during "Test microphone", about 20 a second.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct MicrophoneLevel {
+    /// Peak over the last 50 ms, in dBFS.
+    pub peak_dbfs: f32,
+    /// RMS over the last 50 ms, in dBFS.
+    pub rms_dbfs: f32,
+}
+
+/// What "Test microphone" heard.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct MicrophoneTestResult {
+    /// The microphone listened to.
+    pub microphone: String,
+    /// Whether any sound came in (else it is muted, off or unplugged).
+    pub heard: bool,
+    /// The few seconds heard, to play back (a scratch file, not a recording).
+    pub file: String,
+}
+
+/// Where "Test microphone" keeps what it heard, inside the data folder
+/// (the window may play files there) and outside the journal.
+pub const MICROPHONE_TEST_DIR: &str = "microphone-test";
+
+/// Listens to `device` (`null`: the system default) for a few seconds
+/// without recording, sending its level on `on_level`.
+#[tauri::command]
+#[specta::specta]
+pub async fn test_microphone(
+    state: State<'_, AppState>,
+    device: Option<String>,
+    on_level: Channel<MicrophoneLevel>,
+) -> Result<MicrophoneTestResult, CommandError> {
+    let engine = state.engine()?;
+    let file = engine.opptak().data_dir().path().join(MICROPHONE_TEST_DIR).join("test.wav");
+    let device = device.filter(|device| !device.is_empty());
+    let heard = engine
+        .test_microphone(device, &file, |event| {
+            if let opptak_core::app_engine::CaptureEvent::Level { peak_dbfs, rms_dbfs } = *event {
+                // A closed window only stops the meter; the test finishes.
+                let _ = on_level.send(MicrophoneLevel { peak_dbfs, rms_dbfs });
+            }
+        })
+        .await?;
+    Ok(MicrophoneTestResult {
+        microphone: heard.microphone,
+        heard: heard.heard,
+        file: heard.file.display().to_string(),
+    })
 }
 
 /// What the Record screen shows once recording has started.
@@ -150,5 +231,204 @@ impl AppState {
             Ok(engine) => engine.destination_label().to_owned(),
             Err(err) => err.message.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod engine_words_tests {
+    //! The engine is shared with the `opptak` command line; what it says must
+    //! still fit a teacher in the window, who types no commands or flags.
+
+    use std::path::PathBuf;
+
+    use opptak_core::Error as Engine;
+    use opptak_core::app_engine::CaptureError as Capture;
+
+    use crate::CommandError;
+
+    fn assert_names_no_command(message: &str) {
+        assert!(!message.contains("--"), "names a command-line flag: {message}");
+        assert!(!message.contains("opptak "), "names an opptak command: {message}");
+        assert!(!message.contains('`'), "quotes a command: {message}");
+    }
+
+    fn io_error() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::PermissionDenied)
+    }
+
+    fn capture_errors() -> Vec<Capture> {
+        vec![
+            Capture::NoMicrophone { reason: "no default input".into() },
+            Capture::UnknownDevice { name: "USB Mic".into() },
+            Capture::Backend("pulse is down".into()),
+            Capture::DiskFull { path: PathBuf::from("/data"), free: 1, needed: 2 },
+            Capture::Write { path: PathBuf::from("/data/a.wav"), source: io_error() },
+            Capture::VideoUnavailable { missing: "GStreamer".into() },
+            Capture::NoDisplay { display: ":0".into(), reason: "no display".into() },
+            Capture::NoCamera { camera: "cam".into(), reason: "busy".into() },
+            Capture::Video("pipeline".into()),
+            Capture::Unrepairable { path: PathBuf::from("/data/a.wav"), reason: "short".into() },
+        ]
+    }
+
+    fn engine_errors() -> Vec<Engine> {
+        let mut errors = vec![
+            Engine::NoHomeDirectory,
+            Engine::DataDirUnusable { path: PathBuf::from("/data"), source: io_error() },
+            Engine::Journal("disk I/O error".into()),
+            Engine::File { path: PathBuf::from("/home/t/lesson.xyz"), reason: "unknown kind".into() },
+            Engine::Embedded("port in use".into()),
+            Engine::Recording("the writer stopped".into()),
+            Engine::AlreadyRecording,
+            Engine::NotRecording,
+            Engine::UnknownRecording(7),
+            Engine::BlankName,
+            Engine::StillRecording { name: "Lesson".into() },
+            Engine::OnlyCopy { name: "Lesson".into() },
+            Engine::NotRetryable { name: "Lesson".into() },
+            Engine::Delete { name: "Lesson".into(), source: io_error() },
+            Engine::InvalidUrl { url: "ftp://x".into(), reason: "not http".into() },
+            Engine::UnknownDestination("3".into()),
+            Engine::Destination("The default destination cannot be removed.".into()),
+            Engine::Settings { path: PathBuf::from("/data/settings.json"), reason: "bad JSON".into() },
+            Engine::Credentials("no password store".into()),
+            Engine::Logging { path: PathBuf::from("/data/logs"), reason: "read-only".into() },
+        ];
+        errors.extend(capture_errors().into_iter().map(Engine::Capture));
+        errors
+    }
+
+    /// Upload failures reach the Library as the failed recording's reason.
+    fn upload_errors() -> Vec<opptak_upload::Error> {
+        use opptak_upload::Error as Upload;
+        vec![
+            Upload::Journal(opptak_journal::Error::Open {
+                path: PathBuf::from("/data/j.db"),
+                reason: "locked".into(),
+            }),
+            Upload::UnknownRecording(7),
+            Upload::AlreadyUploaded,
+            Upload::Unauthorized("401 Unauthorized".into()),
+            Upload::Refused("413 too large".into()),
+            Upload::FileChanged { path: "/data/a.wav".into(), part: 2 },
+            Upload::SourceAbandoned,
+            Upload::ServerRejected("not audio".into()),
+            Upload::ChecksumMismatch { local: "aa".into(), server: "bb".into() },
+            Upload::SessionsKeepEnding { times: 3, reason: "expired".into() },
+            Upload::StorageNotFound { answer: "404 from s3".into(), times: 3 },
+            Upload::StillChecking { recording_id: "r1".into(), waited: std::time::Duration::from_secs(600) },
+            Upload::Read { path: "/data/a.wav".into(), source: io_error() },
+        ]
+    }
+
+    #[test]
+    fn every_engine_error_the_app_shows_names_no_command_line() {
+        let errors = engine_errors();
+        for err in errors {
+            let shown = CommandError::from(err);
+            assert!(!shown.code.is_empty());
+            assert_names_no_command(&shown.message);
+        }
+    }
+
+    #[test]
+    fn every_upload_failure_the_library_shows_names_no_command_line() {
+        for err in upload_errors() {
+            assert_names_no_command(&err.to_string());
+        }
+    }
+
+    #[test]
+    fn a_journal_that_cannot_open_names_no_command_line() {
+        let err = opptak_journal::Error::Open { path: PathBuf::from("/data/j.db"), reason: "locked".into() };
+        assert_names_no_command(&err.to_string());
+    }
+}
+
+#[cfg(test)]
+mod record_screen_tests {
+    use std::sync::Arc;
+
+    use opptak_core::{AppEngine, DataDir};
+    use serde_json::{Value, json};
+    use tauri::ipc::{CallbackFn, InvokeBody};
+    use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
+    use tauri::webview::InvokeRequest;
+
+    use crate::{AppState, CommandError};
+
+    fn window(data_dir: &std::path::Path) -> (tauri::App<MockRuntime>, tauri::WebviewWindow<MockRuntime>) {
+        let engine = opptak_core::Opptak::open(&DataDir::at(data_dir))
+            .map(|opptak| Arc::new(AppEngine::with_destination(opptak, None, "nowhere (test)".into())))
+            .map_err(CommandError::from);
+        let state =
+            AppState { data_dir: DataDir::at(data_dir), log_file: data_dir.join("logs/opptak.log"), engine };
+        let app = crate::create_app(mock_builder(), state).build(mock_context(noop_assets())).unwrap();
+        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        (app, webview)
+    }
+
+    fn call(webview: &tauri::WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
+        get_ipc_response(
+            webview,
+            InvokeRequest {
+                cmd: cmd.into(),
+                callback: CallbackFn(0),
+                error: CallbackFn(1),
+                url: "tauri://localhost".parse().unwrap(),
+                body: InvokeBody::Json(args),
+                headers: Default::default(),
+                invoke_key: INVOKE_KEY.to_string(),
+            },
+        )
+        .map(|body| body.deserialize::<Value>().unwrap())
+    }
+
+    #[test]
+    fn recording_space_is_the_free_space_of_the_data_folders_disk() {
+        let temp = tempfile::tempdir().unwrap();
+        let (_app, webview) = window(temp.path());
+        // `df` measures it independently of the engine.
+        let df = || {
+            let out = std::process::Command::new("df")
+                .args(["-B1", "--output=avail"])
+                .arg(temp.path())
+                .output()
+                .expect("df runs");
+            String::from_utf8(out.stdout).unwrap().lines().nth(1).unwrap().trim().parse::<u64>().unwrap()
+        };
+        let before = df();
+        let space = call(&webview, "recording_space", json!({})).unwrap();
+        let after = df();
+        let free = space["freeBytes"].as_u64().unwrap();
+        // Other programs write meanwhile: the answer lies between two measurements.
+        let (low, high) = (before.min(after), before.max(after));
+        assert!(free + 64 * 1024 * 1024 >= low && free <= high + 64 * 1024 * 1024, "{free} vs {low}..{high}");
+    }
+
+    #[test]
+    fn recording_space_says_why_when_the_data_folder_cannot_be_used() {
+        let temp = tempfile::tempdir().unwrap();
+        let blocker = temp.path().join("file");
+        std::fs::write(&blocker, b"x").unwrap();
+        let (_app, webview) = window(&blocker.join("data"));
+        let err = call(&webview, "recording_space", json!({})).unwrap_err();
+        assert_eq!(err["code"], "data_dir_unusable", "{err}");
+    }
+
+    #[test]
+    fn testing_a_microphone_that_is_not_there_is_a_typed_error_and_no_recording() {
+        let temp = tempfile::tempdir().unwrap();
+        let (_app, webview) = window(temp.path());
+        let channel = format!("__CHANNEL__:{}", 7);
+        let err = call(&webview, "test_microphone", json!({"device": "No Such Mic", "onLevel": channel}))
+            .unwrap_err();
+        // With a sound system the name is unknown; without one there is no microphone at all.
+        let code = err["code"].as_str().unwrap();
+        assert!(["unknown_device", "no_microphone", "sound_system"].contains(&code), "{err}");
+        let message = err["message"].as_str().unwrap();
+        assert!(!message.contains("--") && !message.contains("opptak "), "{message}");
+        let listed = call(&webview, "list_recordings", json!({})).unwrap();
+        assert_eq!(listed, json!([]), "a microphone test is not a recording");
     }
 }

@@ -67,6 +67,6 @@ mod tests {
     fn engine_errors_keep_their_advice() {
         let err: CommandError = opptak_core::Error::NoHomeDirectory.into();
         assert_eq!(err.code, "no_home_directory");
-        assert!(err.message.contains("--data-dir"));
+        assert!(err.message.contains("Choose a data folder"));
     }
 }

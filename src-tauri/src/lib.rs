@@ -12,11 +12,17 @@ use opptak_core::logging::{self, LogFormat};
 use opptak_core::{AppEngine, DataDir};
 use tauri::Runtime;
 
+pub mod awake;
+pub mod closing;
 pub mod commands;
+pub mod controls;
 mod error;
 pub mod events;
+pub mod instance;
 pub mod library;
 pub mod settings;
+pub mod shortcut;
+pub mod tray;
 
 pub use error::CommandError;
 
@@ -42,6 +48,8 @@ pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
         commands::pause_recording,
         commands::resume_recording,
         commands::stop_recording,
+        commands::recording_space,
+        commands::test_microphone,
         library::list_recordings,
         library::watch_library,
         library::rename_recording,
@@ -56,7 +64,10 @@ pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
         settings::remove_destination,
         settings::set_default_destination,
         settings::test_connection,
-        settings::set_upload_while_recording
+        settings::set_upload_while_recording,
+        controls::desktop_status,
+        shortcut::set_record_shortcut::<tauri::Wry>,
+        closing::close_window::<tauri::Wry>
     ])
 }
 
@@ -76,7 +87,7 @@ pub fn export_bindings(path: &std::path::Path) -> Result<(), String> {
 /// Adds Opptak's state and commands to `builder`.
 pub fn create_app<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
     let bindings = bindings::<R>();
-    builder.manage(state).invoke_handler(bindings.invoke_handler())
+    builder.manage(state).manage(controls::Desktop::default()).invoke_handler(bindings.invoke_handler())
 }
 
 /// Opens the engine and starts Opptak's own server in this process ("This
@@ -116,12 +127,28 @@ pub fn run() -> ExitCode {
         }
     };
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.path().display(), "Opptak desktop starting");
-    let engine = open_engine(&data_dir);
+    let context = tauri::generate_context!();
+    // A second launch only hands its arguments to the first and exits (in
+    // the single-instance plugin): it must not open the engine on its way.
+    let engine = if instance::another_is_running(&context.config().identifier) {
+        Err(CommandError::new(
+            "second_launch",
+            "Opptak is already open; this launch only passes its request on.",
+        ))
+    } else {
+        open_engine(&data_dir)
+    };
     let state = AppState { data_dir, log_file, engine };
     let recordings = state.data_dir.path().join(opptak_core::recording::RECORDINGS_DIR);
+    let microphone_test = state.data_dir.path().join(commands::MICROPHONE_TEST_DIR);
     library::use_the_file_manager();
+    let launch_args: Vec<String> = std::env::args().skip(1).collect();
     let builder = tauri::Builder::default()
+        .plugin(instance::plugin())
         .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_global_shortcut::Builder::new().with_handler(shortcut::on_shortcut).build())
+        .on_window_event(closing::on_window_event)
         // The Library plays recordings through the asset protocol, which
         // may read the data folder's recordings and nothing else.
         .setup(move |app| {
@@ -129,9 +156,13 @@ pub fn run() -> ExitCode {
             if let Err(err) = app.asset_protocol_scope().allow_directory(&recordings, true) {
                 tracing::error!(error = %err, "recordings cannot be played in the app");
             }
+            if let Err(err) = app.asset_protocol_scope().allow_directory(&microphone_test, false) {
+                tracing::error!(error = %err, "the microphone test cannot be played back");
+            }
+            controls::setup(app.handle(), &launch_args);
             Ok(())
         });
-    match create_app(builder, state).run(tauri::generate_context!()) {
+    match create_app(builder, state).run(context) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "desktop app failed");

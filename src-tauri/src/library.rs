@@ -288,6 +288,13 @@ mod tests {
         assert!(!file.exists(), "a safe recording's file is deleted at once");
         let entry = window.entry(id).unwrap();
         assert_eq!((&entry["status"]["state"], &entry["hasLocalFile"]), (&json!("safe"), &json!(false)));
+        assert_eq!(entry["lengthSeconds"], 1.0, "a lesson safe on the server keeps its length");
+        // Also in an app started again, which never read the file's header.
+        let reopened = opptak_core::Opptak::open(&DataDir::at(temp.path().join("data"))).unwrap();
+        let reopened = AppEngine::with_destination(reopened, None, "nowhere (test)".into());
+        let listed = tauri::async_runtime::block_on(reopened.library().refresh()).unwrap();
+        let again = listed.iter().find(|entry| entry.id == id).expect("still listed");
+        assert_eq!(again.length_seconds, Some(1.0), "the journal keeps the length");
         assert_eq!(window.code("reveal_recording", json!({"id": id})), "no_local_file");
         assert_eq!(window.code("retry_recording", json!({"id": id})), "not_retryable");
     }
@@ -329,6 +336,50 @@ mod tests {
 
         window.call("retry_recording", json!({"id": failed})).unwrap();
         window.wait_for_state(failed, "safe");
+    }
+
+    #[test]
+    fn an_uploaded_file_goes_to_the_default_destination_the_teacher_chose() {
+        let temp = tempfile::tempdir().unwrap();
+        let window = Window::open(&temp.path().join("data"), true);
+        // A second Opptak's own server stands in for the school's: a real
+        // upload API on 127.0.0.1 with its own token and its own storage.
+        let school_dir = temp.path().join("school");
+        let school = tauri::async_runtime::block_on(AppEngine::open(&DataDir::at(&school_dir))).unwrap();
+        let school_url = school.this_computer().unwrap().client.base_url().to_owned();
+        let token = std::fs::read_to_string(school_dir.join("server/embedded.token")).unwrap();
+        let added = window
+            .call("add_destination", json!({"name": "School", "url": school_url, "token": token.trim()}))
+            .unwrap();
+        window.call("set_default_destination", json!({"id": added["id"]})).unwrap();
+
+        let file = temp.path().join("Lesson 5.wav");
+        wav(&file);
+        let id = window.call("upload_file", json!({"path": file.display().to_string()})).unwrap();
+        let entry = window.wait_for_state(id.as_i64().unwrap(), "safe");
+        assert_eq!(entry["destination"], school_url.as_str(), "{entry}");
+        let link = entry["link"].as_str().unwrap();
+        assert!(link.starts_with(&school_url), "the school server holds it: {link}");
+
+        // The school server's storage holds the very bytes of the file.
+        let sent = std::fs::read(&file).unwrap();
+        let stored = files_under(&school_dir.join("server"))
+            .into_iter()
+            .filter(|path| path.extension().is_none_or(|ext| ext != "db" && ext != "token"))
+            .any(|path| std::fs::read(&path).is_ok_and(|bytes| bytes == sent));
+        assert!(stored, "the school server's storage holds the file");
+    }
+
+    fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() { pending.push(path) } else { found.push(path) }
+            }
+        }
+        found
     }
 
     #[test]

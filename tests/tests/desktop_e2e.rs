@@ -75,6 +75,34 @@ async fn a_recording_made_in_the_window_holds_the_tone_and_is_safe_on_the_server
         let destination = client.find(Locator::Css(&testid("record-destination"))).await?.text().await?;
         assert!(destination.starts_with("This computer (http://127.0.0.1:"), "{destination}");
 
+        let space = client.wait().at_most(WAIT).for_element(Locator::Css(&testid("space-left"))).await?;
+        let space = space.text().await?;
+        assert!(space.contains("of recording space left"), "{space}");
+
+        // Test microphone: nothing plays into the virtual microphone yet, so
+        // it hears silence and says what to check; with the tone, it hears it.
+        button(&client, "Test microphone").await?.click().await?;
+        let result =
+            client.wait().at_most(WAIT).for_element(Locator::Css(&testid("microphone-test-result"))).await?;
+        let words = result.text().await?;
+        assert_eq!(result.attr("data-heard").await?.as_deref(), Some("false"), "{words}");
+        assert!(words.starts_with("We heard nothing from ") && words.contains("not muted"), "{words}");
+        // Its own folder: the lesson's 1 kHz clip is `tone.wav` in the data folder.
+        let test_clip_dir = tempfile::tempdir()?;
+        let tone_player = pulse.play_tone_in_background(test_clip_dir.path(), 8)?;
+        button(&client, "Test microphone").await?.click().await?;
+        poll("the microphone test hears the tone", WAIT, || async {
+            let found = client.find(Locator::Css(&testid("microphone-test-result"))).await;
+            Ok(match found {
+                // The first test's result may go stale while the second runs.
+                Ok(result) => result.attr("data-heard").await.ok().flatten().as_deref() == Some("true"),
+                Err(_) => false,
+            })
+        })
+        .await?;
+        client.wait().at_most(WAIT).for_element(Locator::Css(&testid("microphone-test-playback"))).await?;
+        drop(tone_player);
+
         button(&client, "Start recording").await?.click().await?;
         button(&client, "Stop recording").await?;
         // A second start while recording is refused with a code the UI can branch on.

@@ -167,12 +167,22 @@ async fn the_library_shows_a_recording_safe_and_deletes_a_safe_copy_at_once_but_
         })
         .await?;
         assert!(!recorded.path.exists(), "the local file is gone");
+        let length = client
+            .find(Locator::Css(&format!("{} [aria-label=Length]", testid(&format!("recording-{}", recorded.id)))))
+            .await?
+            .text()
+            .await?;
+        assert!(length.starts_with("0:0") && length != "0:00", "the row still shows its length: {length}");
         anyhow::Ok(())
     }
     .await;
     client.close().await.expect("end the WebDriver session");
     result.unwrap();
     assert!(kept_file.exists());
+    // The deleted file's length stays in the journal for the next launch.
+    let lengths = journal.kept_lengths().unwrap();
+    let deleted = lengths.iter().find(|(_, seconds)| **seconds >= 3.0).map(|(id, _)| *id);
+    assert!(deleted.is_some_and(|id| id != kept), "the deleted recording's length is kept: {lengths:?}");
     let kept_row = journal.recording(kept).unwrap().unwrap();
     assert_eq!((kept_row.state, kept_row.keep_local), (RecordingState::Stopped, true));
 }

@@ -101,10 +101,13 @@ fn two_instances_share_one_database_and_every_upload_becomes_ready_once() {
     let args = s3_args("scale-out");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // One instance takes the URL from the environment, the other from the flag.
+    // Likewise the instance id: from the environment, and from the flag.
     let mut env = seaweed.env();
     env.push(("OPPTAK_DATABASE_URL", url.clone()));
+    env.push(("OPPTAK_INSTANCE_ID", "app-a".into()));
     let first = OpptakServe::start(&temp.path().join("serve-a"), &args, &env).unwrap();
-    let with_flag: Vec<&str> = args.iter().copied().chain(["--database-url", url.as_str()]).collect();
+    let with_flag: Vec<&str> =
+        args.iter().copied().chain(["--database-url", url.as_str(), "--instance-id", "app-b"]).collect();
     let second = OpptakServe::start(&temp.path().join("serve-b"), &with_flag, &seaweed.env()).unwrap();
 
     // Counts every write that leaves a recording `ready`, so a second
@@ -171,7 +174,30 @@ fn two_instances_share_one_database_and_every_upload_becomes_ready_once() {
         assert_eq!(listed.as_array().map(Vec::len), Some(UPLOADS), "{listed}");
     }
     assert_eq!(open_multipart_uploads(&seaweed, "scale-out"), 0, "a multipart upload was left in S3");
+
+    // Every job names the instance that verified it, and the instances'
+    // outcome counters add up to the uploads.
+    let owners = postgres.psql(&url, "SELECT count(*) FROM jobs WHERE owner IN ('app-a', 'app-b')").unwrap();
+    assert_eq!(owners.trim(), UPLOADS.to_string(), "every job records its owner");
+    let mut ready = 0;
+    for (server, id) in [(&first, "app-a"), (&second, "app-b")] {
+        let scraped =
+            Command::new("curl").args(["-sf"]).arg(format!("{}/metrics", server.url)).output().unwrap();
+        let text = String::from_utf8(scraped.stdout).unwrap();
+        assert!(text.contains(&format!("opptak_instance_info{{instance_id=\"{id}\"}} 1")), "{text}");
+        ready +=
+            metric(&text, "opptak_jobs_total{kind=\"verify\",outcome=\"ready\"}").unwrap_or(0.0) as usize;
+        assert!(metric(&text, "opptak_session_lock_wait_seconds_count").is_some_and(|n| n >= 1.0), "{text}");
+        assert!(metric(&text, "opptak_db_pool_connections").is_some_and(|n| n >= 1.0), "{text}");
+        assert!(metric(&text, "opptak_db_pool_idle_connections").is_some(), "{text}");
+    }
+    assert_eq!(ready, UPLOADS, "the instances counted every verification once");
     drop((first, second));
+}
+
+/// The value of the sample `name` (with its labels) in a Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Multipart uploads still open in `bucket` (each finish completes its own).

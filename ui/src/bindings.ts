@@ -88,6 +88,29 @@ async stopRecording() : Promise<Result<null, CommandError>> {
 }
 },
 /**
+ * How much room is left for recordings on the data folder's disk.
+ */
+async recordingSpace() : Promise<Result<RecordingSpace, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("recording_space") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Listens to `device` (`null`: the system default) for a few seconds
+ * without recording, sending its level on `on_level`.
+ */
+async testMicrophone(device: string | null, onLevel: TAURI_CHANNEL<MicrophoneLevel>) : Promise<Result<MicrophoneTestResult, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("test_microphone", { device, onLevel }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * Every recording, newest first, with where it is.
  */
 async listRecordings() : Promise<Result<LibraryEntry[], CommandError>> {
@@ -257,6 +280,36 @@ async setUploadWhileRecording(on: boolean) : Promise<Result<null, CommandError>>
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
 }
+},
+/**
+ * The tray, the shortcut and what the app is doing, for Settings and the
+ * close dialog.
+ */
+async desktopStatus() : Promise<DesktopStatus> {
+    return await TAURI_INVOKE("desktop_status");
+},
+/**
+ * Changes the start/stop shortcut to `keys` (blank: the default) and saves
+ * it; says whether the desktop let Opptak have it.
+ */
+async setRecordShortcut(keys: string) : Promise<Result<ShortcutStatus, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("set_record_shortcut", { keys }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Carries out the close dialog's answer.
+ */
+async closeWindow(choice: CloseChoice) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("close_window", { choice }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
 }
 }
 
@@ -270,6 +323,26 @@ async setUploadWhileRecording(on: boolean) : Promise<Result<null, CommandError>>
 
 /** user-defined types **/
 
+/**
+ * What the app is doing, as the tray shows it.
+ */
+export type Activity = 
+/**
+ * Nothing records and nothing uploads.
+ */
+{ state: "idle" } | 
+/**
+ * A lesson is being recorded (also while a lost microphone is awaited).
+ */
+{ state: "recording" } | 
+/**
+ * The teacher paused the recording.
+ */
+{ state: "paused" } | 
+/**
+ * Nothing records; recordings are being sent.
+ */
+{ state: "uploading"; percent: number }
 /**
  * What the Settings screen shows about this installation.
  */
@@ -306,6 +379,22 @@ export type CheckStatus =
  * Opptak cannot do its job until this is fixed.
  */
 "error"
+/**
+ * The teacher's answer in the close dialog.
+ */
+export type CloseChoice = 
+/**
+ * Hide the window; recording goes on and the tray controls it.
+ */
+"keepRecordingInTray" | 
+/**
+ * Stop the recording, save it, and close.
+ */
+"stopAndSave" | 
+/**
+ * Keep the window open and recording.
+ */
+"cancel"
 /**
  * What a failed command tells the UI: a stable `code` to branch on and a
  * `message` that says what happened and what to do, ready to show.
@@ -387,6 +476,23 @@ destination: DestinationInfo;
  * Where recordings go, in words.
  */
 label: string }
+/**
+ * What the window shows about the desktop integration.
+ */
+export type DesktopStatus = { 
+/**
+ * What the app is doing.
+ */
+activity: Activity; 
+/**
+ * Whether the tray icon can be seen; when not, closing the window
+ * cannot keep recording in the tray.
+ */
+trayShown: boolean; 
+/**
+ * The start/stop shortcut.
+ */
+shortcut: ShortcutStatus }
 /**
  * A destination as the Settings screen lists it (never with its token).
  */
@@ -551,7 +657,43 @@ name: string;
 /**
  * Whether the computer uses it when none is chosen.
  */
-isDefault: boolean }
+isDefault: boolean; 
+/**
+ * Channels it records (1 mono, 2 stereo).
+ */
+channels: number; 
+/**
+ * Samples per second it records.
+ */
+sampleRate: number }
+/**
+ * The microphone's level during "Test microphone", about 20 a second.
+ */
+export type MicrophoneLevel = { 
+/**
+ * Peak over the last 50 ms, in dBFS.
+ */
+peakDbfs: number; 
+/**
+ * RMS over the last 50 ms, in dBFS.
+ */
+rmsDbfs: number }
+/**
+ * What "Test microphone" heard.
+ */
+export type MicrophoneTestResult = { 
+/**
+ * The microphone listened to.
+ */
+microphone: string; 
+/**
+ * Whether any sound came in (else it is muted, off or unplugged).
+ */
+heard: boolean; 
+/**
+ * The few seconds heard, to play back (a scratch file, not a recording).
+ */
+file: string }
 /**
  * One update for the Record screen.
  */
@@ -592,6 +734,14 @@ export type RecordEvent =
  * Where the recording is now (after Stop: saved, uploading, safe…).
  */
 { event: "status"; status: RecordingStatus }
+/**
+ * Room left for recordings.
+ */
+export type RecordingSpace = { 
+/**
+ * Bytes free on the disk that holds the data folder.
+ */
+freeBytes: number }
 /**
  * What the Record screen shows once recording has started.
  */
@@ -669,6 +819,22 @@ credentialStore: CredentialStore;
  * The same in words for the teacher.
  */
 credentialStoreDescription: string }
+/**
+ * The start/stop shortcut and whether the desktop let Opptak have it.
+ */
+export type ShortcutStatus = { 
+/**
+ * The keys, as Settings shows them ("Ctrl+Alt+R").
+ */
+keys: string; 
+/**
+ * Whether pressing them anywhere starts and stops a recording.
+ */
+works: boolean; 
+/**
+ * Why not, and what to use instead; `None` when it works.
+ */
+problem: string | null }
 export type TAURI_CHANNEL<TSend> = null
 
 /** tauri-specta globals **/

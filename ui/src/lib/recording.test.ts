@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Microphone, RecordingStatus } from "../bindings";
 import {
   applyEvent,
+  bytesPerHourFor,
   chooseMicrophone,
   defaultRecordingName,
   formatElapsed,
@@ -9,6 +10,8 @@ import {
   isFinal,
   meterPercent,
   microphoneLabel,
+  microphoneTestWords,
+  spaceLeftWords,
   statusWords,
 } from "./recording";
 
@@ -41,8 +44,8 @@ describe("level meter", () => {
 
 describe("microphone picker", () => {
   const mics: Microphone[] = [
-    { name: "Built-in", isDefault: true },
-    { name: "USB headset", isDefault: false },
+    { name: "Built-in", isDefault: true, channels: 1, sampleRate: 48_000 },
+    { name: "USB headset", isDefault: false, channels: 2, sampleRate: 44_100 },
   ];
 
   it("keeps the teacher's last choice while it is plugged in", () => {
@@ -52,7 +55,7 @@ describe("microphone picker", () => {
   it("falls back to the computer's default when the remembered one is gone", () => {
     expect(chooseMicrophone(mics, "Unplugged")).toBe("Built-in");
     expect(chooseMicrophone(mics, null)).toBe("Built-in");
-    expect(chooseMicrophone([{ name: "Only", isDefault: false }], null)).toBe("Only");
+    expect(chooseMicrophone([{ name: "Only", isDefault: false, channels: 2, sampleRate: 44_100 }], null)).toBe("Only");
     expect(chooseMicrophone([], null)).toBeNull();
   });
 
@@ -119,5 +122,42 @@ describe("updates from the engine", () => {
     view = applyEvent(view, { event: "silenceStarted", message: "quiet" });
     view = applyEvent(view, { event: "status", status: { state: "saved" } });
     expect(view).toMatchObject({ meter: 0, silenceWarning: null, status: { state: "saved" } });
+  });
+});
+
+describe("recording space and the microphone test", () => {
+  const mic = (sampleRate: number, channels: number): Microphone => ({
+    name: "USB Mic",
+    isDefault: true,
+    sampleRate,
+    channels,
+  });
+
+  it("counts the chosen microphone's WAV bytes per hour", () => {
+    expect(bytesPerHourFor(mic(48_000, 1))).toBe(345_600_000);
+    expect(bytesPerHourFor(mic(44_100, 2))).toBe(635_040_000);
+    expect(bytesPerHourFor(undefined)).toBe(691_200_000);
+  });
+
+  it("says the free space in whole hours of recording", () => {
+    expect(spaceLeftWords(345_600_000 * 12.9, 345_600_000)).toEqual({
+      words: "About 12 hours of recording space left",
+      low: false,
+    });
+    expect(spaceLeftWords(345_600_000, 345_600_000).words).toBe("About 1 hour of recording space left");
+  });
+
+  it("warns under one hour and says what to do", () => {
+    const left = spaceLeftWords(345_600_000 / 4, 345_600_000);
+    expect(left.low).toBe(true);
+    expect(left.words).toMatch(/^Only about 15 minutes of recording space left\. Delete recordings/);
+    expect(spaceLeftWords(0, 345_600_000).words).toMatch(/^Only about 0 minutes/);
+  });
+
+  it("tells a muted microphone apart from one that works", () => {
+    expect(microphoneTestWords({ microphone: "USB Mic", heard: false })).toBe(
+      "We heard nothing from USB Mic. Check it is switched on and not muted, then try again.",
+    );
+    expect(microphoneTestWords({ microphone: "USB Mic", heard: true })).toMatch(/^We heard sound from USB Mic\./);
   });
 });

@@ -122,3 +122,45 @@ export function applyEvent(view: RecordingView, event: RecordEvent): RecordingVi
         : { ...view, status: event.status, meter: 0, silenceWarning: null, microphoneLost: null };
   }
 }
+
+/** Bytes 16-bit WAV audio fills per hour at `sampleRate` with `channels`. */
+export function audioBytesPerHour(sampleRate: number, channels: number): number {
+  return sampleRate * channels * 2 * 3600;
+}
+
+/**
+ * What the chosen microphone's recording fills per hour. Before the list
+ * has arrived, 48 kHz stereo: counting high only ever warns early.
+ */
+export function bytesPerHourFor(microphone: Microphone | undefined): number {
+  if (microphone === undefined || microphone.sampleRate <= 0 || microphone.channels <= 0) {
+    return audioBytesPerHour(48_000, 2);
+  }
+  return audioBytesPerHour(microphone.sampleRate, microphone.channels);
+}
+
+/** The free space line under the Record button: words and whether to warn. */
+export type SpaceLeft = { words: string; low: boolean };
+
+/** "About 12 hours of recording space left", or a warning under an hour. */
+export function spaceLeftWords(freeBytes: number, bytesPerHour: number): SpaceLeft {
+  const hours = bytesPerHour > 0 ? Math.max(0, freeBytes) / bytesPerHour : 0;
+  if (hours < 1) {
+    const minutes = Math.floor(hours * 60);
+    return {
+      words:
+        `Only about ${minutes} minute${minutes === 1 ? "" : "s"} of recording space left. ` +
+        "Delete recordings that are safe on the server, or free some space on this computer, before a long lesson.",
+      low: true,
+    };
+  }
+  const whole = Math.floor(hours);
+  return { words: `About ${whole} hour${whole === 1 ? "" : "s"} of recording space left`, low: false };
+}
+
+/** What "Test microphone" found, in the words the screen shows. */
+export function microphoneTestWords(result: { microphone: string; heard: boolean }): string {
+  return result.heard
+    ? `We heard sound from ${result.microphone}. Listen to the playback to check it sounds right.`
+    : `We heard nothing from ${result.microphone}. Check it is switched on and not muted, then try again.`;
+}

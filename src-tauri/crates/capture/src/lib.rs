@@ -51,7 +51,7 @@ pub enum Error {
         reason: String,
     },
     /// The input the user named does not exist.
-    #[error("There is no microphone called {name:?}. Run `opptak devices` to see the names.")]
+    #[error("There is no microphone called {name:?}. Choose one of the microphones this computer lists.")]
     UnknownDevice {
         /// The name asked for.
         name: String,

@@ -78,8 +78,10 @@ impl DurableWav {
         writer.flush().map_err(|err| wav_error(path, err))?;
         let header_len = std::fs::metadata(path).map_err(write_err)?.len();
         let wav = Self { path: path.to_path_buf(), channels, writer, header_len, data_bytes: 0 };
+        // The file's name must survive a crash too, not only its bytes.
+        // Windows cannot open a folder to flush it; NTFS journals the name.
+        #[cfg(unix)]
         if let Some(dir) = path.parent() {
-            // The file's name must survive a crash too, not only its bytes.
             File::open(dir).and_then(|dir| dir.sync_all()).map_err(write_err)?;
         }
         Ok(wav)

@@ -1,7 +1,9 @@
 //! The `opptak` command line.
 
+mod hints;
 mod record;
 mod serve;
+mod toggle;
 mod upload;
 
 use std::path::PathBuf;
@@ -93,6 +95,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the Opptak app to start recording, or to stop the recording it
+    /// makes (opens the app when it is not running). Bind it to a key where
+    /// the app's own shortcut cannot work.
+    Toggle,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +107,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("opptak: {err:#}");
+            if let Some(hint) = hints::command_line_hint(&err) {
+                eprintln!("opptak: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -143,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::runtime::Runtime::new()?.block_on(upload::resume(json, failed, policy, &data_dir))
         }
         Command::Recordings { json } => upload::recordings(json, &data_dir),
+        Command::Toggle => toggle::toggle(cli.data_dir.as_deref()),
         Command::Devices { json, video } => record::devices(json, video),
         Command::Record(args) => {
             let _log = logging::init(&data_dir, log_format).ok();
@@ -175,6 +185,9 @@ fn print_report(report: &DoctorReport, data_dir: &DataDir, log_file: Option<&std
         println!("[{mark}] {}: {}", check.title, check.detail);
         if let Some(advice) = &check.advice {
             println!("          What to do: {advice}");
+            if check.id == "data-dir" {
+                println!("          {}", hints::data_dir_hint());
+            }
         }
     }
     println!();

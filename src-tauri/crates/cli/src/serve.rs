@@ -1,11 +1,13 @@
 //! `opptak serve`: the upload API server for a school, from a TOML config
-//! file and flags (flags win).
+//! file and flags (flags win); `opptak serve migrate` brings the database up
+//! to date and exits (the first step of a rolling upgrade).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use opptak_server::store::S3Config;
 use opptak_server::{Limits, Server, StoreConfig, UserToken};
 use serde::Deserialize;
@@ -13,6 +15,9 @@ use serde::Deserialize;
 /// Flags of `opptak serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Something other than serving.
+    #[command(subcommand)]
+    action: Option<ServeAction>,
     /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -47,9 +52,31 @@ pub struct ServeArgs {
     /// --data-dir; media in S3, as the local store allows only one server).
     #[arg(long, value_name = "URL", env = "OPPTAK_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// This server's name among instances sharing a database (in /metrics
+    /// and as the owner of the jobs it claims) [default: the host name].
+    #[arg(long, value_name = "NAME", env = "OPPTAK_INSTANCE_ID")]
+    instance_id: Option<String>,
+    /// How long an upload session stays open, in seconds [default: 7 days].
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    session_ttl_seconds: Option<u64>,
+    /// How often expired sessions are swept, in seconds [default: 60].
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    sweep_interval_seconds: Option<u64>,
+    /// How long a verification job is leased before another instance may
+    /// take it over, in seconds [default: 120].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    job_lease_seconds: Option<u64>,
     /// TOML config file; flags override it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+}
+
+/// What `opptak serve` does instead of serving.
+#[derive(Debug, Subcommand)]
+enum ServeAction {
+    /// Bring the database (--database-url, or the data folder's SQLite file)
+    /// up to date and exit: run it once before starting upgraded servers.
+    Migrate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -124,10 +151,21 @@ pub async fn run(
         users.extend(read_users_file(path)?);
     }
     users.extend(args.users);
+    let data_dir = flag_data_dir.or(file.data_dir).unwrap_or_else(|| default_data_dir.to_path_buf());
+    let database_url = args.database_url.or(file.database_url);
+    if let Some(url) = &database_url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        bail!(
+            "the database URL must start with postgres:// (PostgreSQL is the only shared database Opptak supports)"
+        );
+    }
+    if let Some(ServeAction::Migrate) = args.action {
+        return migrate(database_url.as_deref(), &data_dir).await;
+    }
     if users.is_empty() {
         tracing::warn!("no users configured: every API call will answer 401; add --user NAME:TOKEN");
     }
-    let data_dir = flag_data_dir.or(file.data_dir).unwrap_or_else(|| default_data_dir.to_path_buf());
     let listen =
         args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let s3_file = file.s3.unwrap_or_default();
@@ -154,6 +192,17 @@ pub async fn run(
         }
         limits.part_size = mib * 1024 * 1024;
     }
+    if let Some(seconds) = args.session_ttl_seconds {
+        limits.session_ttl = Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = args.sweep_interval_seconds {
+        limits.sweep_interval = Duration::from_secs(seconds.max(1));
+    }
+    if let Some(seconds) = args.job_lease_seconds {
+        limits.verification.lease = Duration::from_secs(seconds);
+        // Renewed three times per lease, so one late beat never loses it.
+        limits.verification.heartbeat = limits.verification.lease / 3;
+    }
     let mut builder = Server::builder().listen(listen).data_dir(&data_dir).store(store).limits(limits);
     for user in users {
         builder = builder.user(user);
@@ -161,13 +210,11 @@ pub async fn run(
     if let Some(url) = args.public_url.or(file.public_url) {
         builder = builder.public_url(url);
     }
-    if let Some(url) = args.database_url.or(file.database_url) {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            bail!(
-                "the database URL must start with postgres:// (PostgreSQL is the only shared database Opptak supports)"
-            );
-        }
+    if let Some(url) = database_url {
         builder = builder.database_url(url);
+    }
+    if let Some(id) = args.instance_id {
+        builder = builder.instance_id(id);
     }
     let server = builder.start().await?;
     // The first line on stdout, for scripts and tests that wait for it.
@@ -175,6 +222,27 @@ pub async fn run(
     wait_for_stop_signal().await;
     tracing::info!("stopping: finishing requests in flight");
     server.shutdown().await;
+    Ok(())
+}
+
+/// `opptak serve migrate`: opens the database, which applies every
+/// migration this version has (PostgreSQL: under sqlx's advisory lock, so
+/// it is safe while older servers run), and exits.
+async fn migrate(database_url: Option<&str>, data_dir: &Path) -> anyhow::Result<()> {
+    match database_url {
+        Some(url) => {
+            let meta = opptak_server::meta::PostgresMeta::connect(url).await?;
+            meta.pool().close().await;
+            println!("the PostgreSQL database is up to date");
+        }
+        None => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+            let path = data_dir.join("server.sqlite3");
+            drop(opptak_server::SqliteMeta::open(&path)?);
+            println!("the database {} is up to date", path.display());
+        }
+    }
     Ok(())
 }
 

@@ -16,11 +16,31 @@ use serde::Serialize;
 use tokio::sync::{Mutex, broadcast, watch};
 
 use crate::library::{Library, LibraryEntry, LibraryStatus};
+pub use opptak_capture::RecorderState;
 pub use opptak_capture::{CaptureEvent, Error as CaptureError, InputDevice, Progress};
 
 use crate::{
     DataDir, Destination, Error, Opptak, RecordOptions, RecordingSession, Result, SessionEvent, Target,
 };
+
+/// How long "Test microphone" listens.
+pub const MICROPHONE_TEST_LENGTH: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Free space a microphone test needs: its few seconds and some margin.
+const MICROPHONE_TEST_MIN_FREE: u64 = 20_000_000;
+
+/// What a microphone test heard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MicrophoneTest {
+    /// The microphone's name, as the computer gives it.
+    pub microphone: String,
+    /// Whether anything louder than the engine's silence threshold came in.
+    pub heard: bool,
+    /// The loudest peak, in dBFS (−∞ for digital silence).
+    pub loudest_dbfs: f32,
+    /// The WAV file holding what was heard, to play back.
+    pub file: std::path::PathBuf,
+}
 
 /// Where a recording is, in the order a teacher sees it pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -96,6 +116,8 @@ pub struct AppEngine {
     /// Where the running recording goes after Stop, when it does not
     /// upload while recording.
     upload_after_stop: std::sync::Mutex<Option<Arc<Destination>>>,
+    /// Held while "Test microphone" listens.
+    microphone_test: Mutex<()>,
 }
 
 impl std::fmt::Debug for AppEngine {
@@ -147,6 +169,7 @@ impl AppEngine {
             chosen: std::sync::RwLock::new(None),
             upload_while_recording: std::sync::atomic::AtomicBool::new(true),
             upload_after_stop: std::sync::Mutex::new(None),
+            microphone_test: Mutex::new(()),
         }
     }
 
@@ -192,12 +215,17 @@ impl AppEngine {
         &self.library
     }
 
-    /// Uploads the file at `path` to where recordings go now, as `opptak
-    /// upload` does; returns its journal id.
+    /// Uploads the file at `path` to where the next recording goes (the
+    /// teacher's default destination), as `opptak upload` does; returns its
+    /// journal id.
     pub async fn upload_file(&self, path: &std::path::Path) -> Result<i64> {
         crate::library::uploadable(path)?;
-        let destination = self.destination.clone().ok_or_else(|| {
-            Error::Embedded(format!("{}, so the file cannot be uploaded now", self.destination_label))
+        let (destination, label) = self.next_destination();
+        let destination = destination.ok_or_else(|| {
+            Error::Destination(format!(
+                "The file cannot be uploaded now: recordings go to {}. Choose where recordings go in Settings and try again.",
+                label.trim_end_matches('.')
+            ))
         })?;
         self.library.upload_file(path, &destination).await
     }
@@ -249,9 +277,92 @@ impl AppEngine {
         Ok(feed)
     }
 
+    /// Bytes free on the disk that holds the data folder: what recordings
+    /// can still fill.
+    pub fn free_space(&self) -> Result<u64> {
+        let path = self.opptak.data_dir().path();
+        fs4::available_space(path).map_err(|source| Error::DataDirUnusable { path: path.to_owned(), source })
+    }
+
+    /// Listens to `device` (`None`: the system default) for
+    /// [`MICROPHONE_TEST_LENGTH`] into `file`, a scratch WAV outside the
+    /// journal (replaced if it exists), calling `on_level` with each event
+    /// as the microphone reports it. Refused while a recording runs, whose
+    /// own meter already shows the microphone.
+    pub async fn test_microphone(
+        &self,
+        device: Option<String>,
+        file: &std::path::Path,
+        mut on_level: impl FnMut(&CaptureEvent) + Send,
+    ) -> Result<MicrophoneTest> {
+        // One test at a time: they share the scratch file.
+        let _testing = self.microphone_test.lock().await;
+        if self.is_recording().await {
+            return Err(Error::AlreadyRecording);
+        }
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| Error::DataDirUnusable { path: dir.to_owned(), source })?;
+        }
+        match std::fs::remove_file(file) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::DataDirUnusable { path: file.to_owned(), source: err });
+            }
+            _ => {}
+        }
+        let mut config = opptak_capture::RecorderConfig::new(file);
+        config.device = device;
+        // A few seconds of sound need little room; a nearly full disk still
+        // lets the teacher check the microphone.
+        config.min_free_to_start = MICROPHONE_TEST_MIN_FREE;
+        config.min_free_while_recording = MICROPHONE_TEST_MIN_FREE / 2;
+        let silence_below = config.silence_threshold_dbfs;
+        let recorder =
+            tokio::task::spawn_blocking(move || opptak_capture::Recorder::start(config)).await.map_err(
+                |err| Error::Recording(format!("the microphone test stopped unexpectedly ({err})")),
+            )??;
+        let microphone = recorder.format().device.clone();
+        let mut events = recorder.subscribe();
+        let mut loudest = f32::NEG_INFINITY;
+        let until = tokio::time::Instant::now() + MICROPHONE_TEST_LENGTH;
+        loop {
+            match tokio::time::timeout_at(until, events.recv()).await {
+                Ok(Ok(event)) => {
+                    if let CaptureEvent::Level { peak_dbfs, .. } = event {
+                        loudest = loudest.max(peak_dbfs);
+                    }
+                    let stopped = matches!(event, CaptureEvent::Stopped { .. });
+                    on_level(&event);
+                    if stopped {
+                        break;
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => break,
+            }
+        }
+        let files = tokio::task::spawn_blocking(move || recorder.stop())
+            .await
+            .map_err(|err| Error::Recording(format!("the microphone test stopped unexpectedly ({err})")))??;
+        let recorded = files.first().map(|wav| wav.path.clone()).unwrap_or_else(|| file.to_owned());
+        Ok(MicrophoneTest {
+            microphone,
+            heard: loudest > silence_below,
+            loudest_dbfs: loudest,
+            file: recorded,
+        })
+    }
+
     /// Whether a recording runs now.
     pub async fn is_recording(&self) -> bool {
         self.current.lock().await.is_some()
+    }
+
+    /// The running recording's state and lengths (recording, paused…),
+    /// followed live; `None` while nothing records. Lets the tray and the
+    /// sleep inhibitor follow a pause made in any window.
+    pub async fn recorder_progress(&self) -> Option<watch::Receiver<Progress>> {
+        self.current.lock().await.as_ref().map(|current| current.session.progress())
     }
 
     /// Pauses the recording; paused time is not recorded.

@@ -89,6 +89,6 @@ mod tests {
         fs::write(&blocker, b"x").unwrap();
         let err = DataDir::at(blocker.join("data")).ensure_writable().unwrap_err();
         assert!(matches!(err, Error::DataDirUnusable { .. }), "{err:?}");
-        assert!(err.to_string().contains("--data-dir"));
+        assert!(err.to_string().contains("Choose another data folder"));
     }
 }

@@ -29,6 +29,13 @@ use sha2::{Digest, Sha256};
 use crate::uploads::{EMBEDDED_NAME, Target};
 use crate::{Error, Opptak, Result};
 
+/// Environment variable naming the machine preset file instead of the
+/// per-OS path (tests; unusual installs).
+pub const MACHINE_PRESET_ENV: &str = "OPPTAK_MACHINE_PRESET";
+/// The id of the school server the machine preset names.
+pub const MACHINE_PRESET_ID: &str = "school-machine-preset";
+const MACHINE_PRESET_DEFAULT_NAME: &str = "School server";
+
 /// The settings file in the data folder.
 pub const SETTINGS_FILE: &str = "settings.json";
 /// The file that keeps tokens where no credential store answers.
@@ -269,6 +276,13 @@ struct SettingsFile {
     default_destination: String,
     upload_while_recording: bool,
     school_servers: Vec<SchoolServer>,
+    /// The desktop app's start/stop shortcut ("Ctrl+Alt+R"); `None`: its default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_shortcut: Option<String>,
+    /// The machine preset's server URL once this profile has listed it, so
+    /// a teacher who removes it does not get it back at the next start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine_preset_url: Option<String>,
 }
 
 impl Default for SettingsFile {
@@ -277,6 +291,8 @@ impl Default for SettingsFile {
             default_destination: THIS_COMPUTER_ID.to_owned(),
             upload_while_recording: true,
             school_servers: Vec::new(),
+            record_shortcut: None,
+            machine_preset_url: None,
         }
     }
 }
@@ -373,6 +389,119 @@ pub fn normalise_url(url: &str) -> Result<String> {
     Ok(parsed.as_str().trim_end_matches('/').to_owned())
 }
 
+/// The school server IT names for every user of a computer, in the machine
+/// preset file (`client.toml`):
+///
+/// ```toml
+/// [server]
+/// url = "https://opptak.school.example"
+/// name = "School server"   # optional
+/// ```
+///
+/// Tokens are per teacher and never read from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachinePreset {
+    /// The server's base URL, normalised.
+    pub url: String,
+    /// Its name in the destination list.
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PresetFile {
+    server: Option<PresetServer>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PresetServer {
+    url: String,
+    name: Option<String>,
+    /// Present only to be refused: a token in a file every user can read
+    /// would be everyone's token.
+    token: Option<toml::Value>,
+}
+
+/// Where IT puts the machine preset: [`MACHINE_PRESET_ENV`] if set, else
+/// `/etc/opptak/client.toml` (Linux and other Unixes),
+/// `%ProgramData%\Opptak\client.toml` (Windows) or
+/// `/Library/Application Support/Opptak/client.toml` (macOS).
+pub fn machine_preset_path() -> PathBuf {
+    if let Some(path) = std::env::var_os(MACHINE_PRESET_ENV).filter(|value| !value.is_empty()) {
+        return PathBuf::from(path);
+    }
+    #[cfg(windows)]
+    {
+        let program_data =
+            std::env::var_os("ProgramData").map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
+        program_data.join("Opptak").join("client.toml")
+    }
+    #[cfg(target_os = "macos")]
+    {
+        PathBuf::from("/Library/Application Support/Opptak/client.toml")
+    }
+    #[cfg(not(any(windows, target_os = "macos")))]
+    {
+        PathBuf::from("/etc/opptak/client.toml")
+    }
+}
+
+/// The machine preset at `path`; `None` when there is none or it cannot be
+/// used. A broken preset must not stop a teacher from recording, so what is
+/// wrong with it goes to the log, for IT, and the app starts without it.
+pub fn read_machine_preset(path: &Path) -> Option<MachinePreset> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), "the machine preset cannot be read ({err}); starting without it. Make it readable by every user.");
+            return None;
+        }
+    };
+    let file: PresetFile = match toml::from_str(&text) {
+        Ok(file) => file,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), "the machine preset is not valid TOML ({err}); starting without it. Fix it as the example in /usr/share/doc/opptak/client.toml.example shows.");
+            return None;
+        }
+    };
+    let server = file.server?;
+    if server.token.is_some() {
+        tracing::warn!(path = %path.display(), "the machine preset holds a token; Opptak ignores it, because every user of this computer can read that file. Remove the token line: each teacher adds their own token in Settings.");
+    }
+    let url = match normalise_url(&server.url) {
+        Ok(url) => url,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), "the machine preset's server URL cannot be used: {err}; starting without it.");
+            return None;
+        }
+    };
+    let name = server
+        .name
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| MACHINE_PRESET_DEFAULT_NAME.to_owned());
+    Some(MachinePreset { url, name })
+}
+
+/// Adds the preset's server to `settings` unless this profile lists it
+/// already or listed it once (the teacher removed it); in a `fresh` profile
+/// it becomes the default. Its token stays empty until the teacher adds one.
+fn merge_machine_preset(settings: &mut SettingsFile, preset: &MachinePreset, fresh: bool) {
+    let listed = settings.school_servers.iter().any(|server| server.url == preset.url);
+    if !listed && settings.machine_preset_url.as_deref() != Some(preset.url.as_str()) {
+        settings.school_servers.push(SchoolServer {
+            id: MACHINE_PRESET_ID.to_owned(),
+            name: preset.name.clone(),
+            url: preset.url.clone(),
+            token: String::new(),
+        });
+        if fresh {
+            MACHINE_PRESET_ID.clone_into(&mut settings.default_destination);
+        }
+    }
+    settings.machine_preset_url = Some(preset.url.clone());
+}
+
 impl Opptak {
     fn settings_path(&self) -> PathBuf {
         self.data_dir().path().join(SETTINGS_FILE)
@@ -380,14 +509,21 @@ impl Opptak {
 
     fn read_settings(&self) -> Result<SettingsFile> {
         let path = self.settings_path();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| Error::Settings {
-                path,
-                reason: format!("it is not valid settings ({err}); delete it to start from the defaults"),
-            }),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(SettingsFile::default()),
-            Err(err) => Err(Error::Settings { path, reason: err.to_string() }),
+        let (mut settings, fresh) = match std::fs::read(&path) {
+            Ok(bytes) => (
+                serde_json::from_slice(&bytes).map_err(|err| Error::Settings {
+                    path,
+                    reason: format!("it is not valid settings ({err}); delete it to start from the defaults"),
+                })?,
+                false,
+            ),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (SettingsFile::default(), true),
+            Err(err) => return Err(Error::Settings { path, reason: err.to_string() }),
+        };
+        if let Some(preset) = read_machine_preset(&machine_preset_path()) {
+            merge_machine_preset(&mut settings, &preset, fresh);
         }
+        Ok(settings)
     }
 
     /// Reads, changes and writes the settings file, one change at a time.
@@ -449,6 +585,14 @@ impl Opptak {
         }
         let reference = token_reference(token);
         self.edit_settings(|settings| {
+            // The machine preset's server waits for this teacher's token.
+            if let Some(waiting) =
+                settings.school_servers.iter_mut().find(|server| server.url == url && server.token.is_empty())
+            {
+                self.tokens().put(token)?;
+                waiting.token = reference;
+                return Ok(info(waiting, false));
+            }
             if settings.school_servers.iter().any(|server| server.url == url && server.token == reference) {
                 return Err(Error::Destination(format!(
                     "{url} with this token is already in the list. Remove it first to add it again."
@@ -497,7 +641,8 @@ impl Opptak {
                         .is_some_and(|row| row.token == removed.token)
                 })
             });
-        if !still_used {
+        // The machine preset's server has no token until the teacher adds one.
+        if !still_used && !removed.token.is_empty() {
             self.tokens().delete(&removed.token)?;
         }
         Ok(())
@@ -535,6 +680,19 @@ impl Opptak {
         Ok(self.read_settings()?.upload_while_recording)
     }
 
+    /// Saves the desktop app's start/stop shortcut (`None`: its default).
+    pub fn set_record_shortcut(&self, shortcut: Option<&str>) -> Result<()> {
+        self.edit_settings(|settings| {
+            settings.record_shortcut = shortcut.map(str::to_owned);
+            Ok(())
+        })
+    }
+
+    /// The desktop app's start/stop shortcut as saved; `None`: its default.
+    pub fn record_shortcut(&self) -> Result<Option<String>> {
+        Ok(self.read_settings()?.record_shortcut)
+    }
+
     /// Where destination `id` is, with its token from the credential store. Blocks.
     pub fn destination_target(&self, id: &str) -> Result<DefaultDestination> {
         if id == THIS_COMPUTER_ID {
@@ -550,6 +708,12 @@ impl Opptak {
             .iter()
             .find(|server| server.id == id)
             .ok_or_else(|| Error::UnknownDestination(id.to_owned()))?;
+        if server.token.is_empty() {
+            return Err(Error::Credentials(format!(
+                "\"{}\" is your school's server, but Opptak has no token of yours for it yet; open Settings and add {} with the token your school gave you",
+                server.name, server.url
+            )));
+        }
         let token = self.tokens().get(&server.token)?.ok_or_else(|| missing_token(&server.name))?;
         Ok(DefaultDestination {
             id: server.id.clone(),
@@ -968,6 +1132,120 @@ mod tests {
         let journal_files: Vec<PathBuf> = files_containing(temp.path(), old_token.as_bytes());
         assert_eq!(journal_files, [opptak.token_store().file().to_path_buf()]);
         assert!(files_containing(temp.path(), b"embedded-secret-0123456789").is_empty());
+    }
+
+    #[test]
+    fn a_machine_preset_is_read_without_its_token_and_a_broken_one_is_skipped() {
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("client.toml");
+        assert_eq!(read_machine_preset(&path), None, "no file, no preset");
+        std::fs::write(
+            &path,
+            "[server]\nurl = \"https://opptak.school.example/\"\nname = \" Vika skole \"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_machine_preset(&path),
+            Some(MachinePreset { url: "https://opptak.school.example".into(), name: "Vika skole".into() })
+        );
+        std::fs::write(&path, "[server]\nurl = \"https://s.example\"\ntoken = \"shared-secret\"\n").unwrap();
+        let preset = read_machine_preset(&path).unwrap();
+        assert_eq!(
+            (preset.url.as_str(), preset.name.as_str()),
+            ("https://s.example", MACHINE_PRESET_DEFAULT_NAME)
+        );
+        for broken in ["[server\nurl=", "[server]\nurl = \"ftp://s.example\"\n", "[server]\nname = \"x\"\n"] {
+            std::fs::write(&path, broken).unwrap();
+            assert_eq!(read_machine_preset(&path), None, "{broken}");
+        }
+    }
+
+    #[test]
+    fn a_machine_preset_adds_its_server_once_and_is_the_default_only_in_a_fresh_profile() {
+        let preset = MachinePreset { url: "https://s.example".into(), name: "School".into() };
+        let mut fresh = SettingsFile::default();
+        merge_machine_preset(&mut fresh, &preset, true);
+        assert_eq!(fresh.default_destination, MACHINE_PRESET_ID);
+        assert_eq!(
+            list(&fresh)[1],
+            DestinationInfo {
+                id: MACHINE_PRESET_ID.into(),
+                name: "School".into(),
+                url: Some("https://s.example".into()),
+                kind: DestinationKind::SchoolServer,
+                is_default: true,
+            }
+        );
+        let mut existing = SettingsFile::default();
+        merge_machine_preset(&mut existing, &preset, false);
+        assert_eq!(existing.default_destination, THIS_COMPUTER_ID, "a teacher's own choice stays");
+        assert_eq!(existing.school_servers.len(), 1, "added to the teacher's list");
+        // Removed by the teacher: it does not come back.
+        existing.school_servers.clear();
+        merge_machine_preset(&mut existing, &preset, false);
+        assert!(existing.school_servers.is_empty());
+    }
+
+    /// Runs `test` in a child process of this test binary with the machine
+    /// preset at `preset` (the environment is per process, and setting it
+    /// in this one would race the other tests).
+    fn in_child_with_preset(test: &str, preset: &Path) -> bool {
+        if std::env::var_os(MACHINE_PRESET_ENV).is_some() {
+            return false;
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &format!("destinations::tests::{test}"), "--nocapture"])
+            .env(MACHINE_PRESET_ENV, preset)
+            .env(CREDENTIAL_STORE_ENV, "file")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child run of {test} failed");
+        true
+    }
+
+    #[test]
+    fn the_machine_preset_file_makes_its_server_the_default_in_a_fresh_profile_and_takes_the_token_from_the_teacher()
+     {
+        let temp = tempfile::tempdir().unwrap();
+        let preset = std::env::var_os(MACHINE_PRESET_ENV)
+            .map_or_else(|| temp.path().join("client.toml"), PathBuf::from);
+        if !preset.exists() {
+            std::fs::write(
+                &preset,
+                "[server]\nurl = \"https://opptak.school.example\"\nname = \"Vika\"\ntoken = \"machine-wide-token\"\n",
+            )
+            .unwrap();
+        }
+        if in_child_with_preset(
+            "the_machine_preset_file_makes_its_server_the_default_in_a_fresh_profile_and_takes_the_token_from_the_teacher",
+            &preset,
+        ) {
+            return;
+        }
+        let opptak = file_only_opptak(temp.path());
+        let listed = opptak.destinations().unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(listed[1].is_default && listed[1].url.as_deref() == Some("https://opptak.school.example"));
+        let err = opptak.default_destination().unwrap_err();
+        assert!(matches!(err, Error::Credentials(_)) && err.to_string().contains("open Settings"), "{err}");
+        assert!(
+            files_containing(temp.path(), b"machine-wide-token").is_empty(),
+            "never taken from the preset"
+        );
+
+        let added =
+            opptak.add_destination("Vika", "https://opptak.school.example/", "teachers-own-token").unwrap();
+        assert_eq!(added.id, MACHINE_PRESET_ID, "the preset's entry takes the token");
+        assert_eq!(
+            opptak.default_destination().unwrap().target,
+            Target::Remote {
+                url: "https://opptak.school.example".into(),
+                token: "teachers-own-token".into()
+            }
+        );
+        assert_eq!(opptak.destinations().unwrap().len(), 2);
+        opptak.remove_destination(MACHINE_PRESET_ID).unwrap();
+        assert_eq!(opptak.destinations().unwrap(), [this_computer(true)], "removed stays removed");
     }
 
     #[test]

@@ -104,9 +104,7 @@ fn check_disk_space(data_dir: &DataDir) -> DoctorCheck {
             title,
             CheckStatus::Warning,
             format!("Could not measure the free space for {}.", data_dir.path().display()),
-            Some(
-                "Make sure the disk holding the data directory is mounted, then run the check again.".into(),
-            ),
+            Some("Make sure the disk holding the data folder is mounted, then run the check again.".into()),
         );
     };
     let detail = format!(
@@ -118,7 +116,7 @@ fn check_disk_space(data_dir: &DataDir) -> DoctorCheck {
         (
             CheckStatus::Error,
             Some(format!(
-                "Recording needs at least {} free. Delete recordings that are safe on the server or choose a data directory on a larger disk.",
+                "Recording needs at least {} free. Delete recordings that are safe on the server or choose a data folder on a larger disk.",
                 human_bytes(MIN_FREE_BYTES_TO_RECORD)
             )),
         )
@@ -348,7 +346,7 @@ mod tests {
         std::fs::write(temp.path().join("file"), b"x").unwrap();
         let bad = check_data_dir(&DataDir::at(temp.path().join("file/data")));
         assert_eq!(bad.status, CheckStatus::Error);
-        assert!(bad.advice.unwrap().contains("--data-dir"));
+        assert!(bad.advice.unwrap().contains("Choose another data folder"));
     }
 
     #[test]

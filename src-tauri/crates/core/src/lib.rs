@@ -44,14 +44,12 @@ pub enum Error {
     /// No data directory was given and the OS offers no home for one.
     #[error(
         "Could not find a place for Opptak's data: this user has no home folder. \
-         Set {} or pass --data-dir.",
-        DATA_DIR_ENV
+         Choose a data folder Opptak can write to."
     )]
     NoHomeDirectory,
     /// The data directory cannot be created or written.
     #[error(
-        "The data directory {path} cannot be used ({source}). Choose another with --data-dir or {}, or fix its permissions.",
-        DATA_DIR_ENV
+        "The data folder {path} cannot be used ({source}). Choose another data folder, or ask your IT administrator to let you write to this one."
     )]
     DataDirUnusable {
         /// The directory that was tried.
@@ -60,7 +58,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The journal failed.
-    #[error("The upload journal failed: {0}. Check that the data directory is writable and not full.")]
+    #[error(
+        "The upload journal failed: {0}. Check that the data folder is writable and the disk is not full."
+    )]
     Journal(String),
     /// A file given to upload cannot be used.
     #[error("Cannot upload {path}: {reason}. Choose a recording file.")]
@@ -71,15 +71,15 @@ pub enum Error {
         reason: String,
     },
     /// The embedded server could not start.
-    #[error("Opptak's own server on this computer could not start: {0}. Run `opptak doctor`.")]
+    #[error(
+        "Opptak's own server on this computer could not start: {0}. Close Opptak and open it again; if this happens again, look at the computer check for what is wrong."
+    )]
     Embedded(String),
     /// The microphone or the recording file failed.
     #[error(transparent)]
     Capture(#[from] opptak_capture::Error),
     /// A recording could not be started, followed or stopped.
-    #[error(
-        "The recording failed: {0}. What was recorded so far is kept; run `opptak recordings` to see it."
-    )]
+    #[error("The recording failed: {0}. What was recorded so far is kept and listed with your recordings.")]
     Recording(String),
     /// A recording was started while another one runs.
     #[error("A recording is already running. Stop it before you start another one.")]
@@ -152,7 +152,7 @@ pub enum Error {
     #[error("A school server's token could not be kept or read: {0}.")]
     Credentials(String),
     /// The log file could not be set up.
-    #[error("Could not start logging to {path} ({reason}). Check that the data directory is writable.")]
+    #[error("Could not start logging to {path} ({reason}). Check that the data folder is writable.")]
     Logging {
         /// The log directory that was tried.
         path: std::path::PathBuf,

@@ -300,15 +300,24 @@ impl Library {
             running.abort.abort();
         }
         let path = recording.path.clone();
-        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
-            _ => Ok(()),
+        let known_length = lock(&self.shared.lengths).get(&id).copied();
+        let (length, removed) = tokio::task::spawn_blocking(move || {
+            // Read while the file is still there: the Library keeps saying
+            // how long the lesson is once only the server holds it.
+            let length = known_length.or_else(|| wav_seconds(&path));
+            let removed = match std::fs::remove_file(&path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+                _ => Ok(()),
+            };
+            (length, removed)
         })
         .await
         .map_err(|err| Error::Journal(err.to_string()))?;
         removed.map_err(|source| Error::Delete { name: recording.name.clone(), source })?;
         if !safe {
             self.shared.opptak.blocking(move |journal| journal.forget_recording(id)).await?;
+        } else if let Some(seconds) = length {
+            self.shared.opptak.blocking(move |journal| journal.set_length_seconds(id, seconds)).await?;
         }
         tracing::info!(recording_id = id, safe, "local copy deleted");
         self.refresh().await?;
@@ -542,6 +551,7 @@ fn build_snapshot(
 ) -> Result<(Vec<LibraryEntry>, HashMap<i64, f64>)> {
     let journal = opptak.journal();
     let recordings = journal.recordings().map_err(journal_error)?;
+    let kept_lengths = journal.kept_lengths().map_err(journal_error)?;
     let destinations: HashMap<i64, String> = journal
         .destinations()
         .map_err(journal_error)?
@@ -555,7 +565,7 @@ fn build_snapshot(
         let length_seconds = match lengths.get(&recording.id) {
             Some(known) => Some(*known),
             None if has_local_file => wav_seconds(&recording.path),
-            None => None,
+            None => kept_lengths.get(&recording.id).copied(),
         };
         if let Some(length) = length_seconds.filter(|_| recording.finished) {
             still_listed.insert(recording.id, length);

@@ -309,7 +309,7 @@ impl Opptak {
         let token = if is_token_reference(&destination.token) {
             self.tokens.get(&destination.token)?.ok_or_else(|| {
                 Error::Credentials(format!(
-                    "the token for {} is no longer in this computer's password store; add the server again with its token (in Settings, or with --url and --token)",
+                    "the token for {} is no longer in this computer's password store; add the server again with its token",
                     destination.base_url
                 ))
             })?
@@ -588,7 +588,7 @@ fn add_file_now(
         None => {
             return Err(Error::File {
                 path,
-                reason: "its extension does not say its media type; pass --content-type (audio/wav, audio/flac, audio/ogg, video/mp4, video/webm)".into(),
+                reason: "its name does not end in a kind of recording Opptak knows (.wav, .flac, .ogg, .mp4, .webm); rename it or convert it to one of those".into(),
             });
         }
     };

@@ -99,7 +99,7 @@ pub use status::status_line;
 pub enum Error {
     /// The journal file cannot be opened, created or migrated.
     #[error(
-        "cannot open the upload journal at {path}: {reason}. Check that the data directory is writable and has free space, or choose another with --data-dir."
+        "cannot open the upload journal at {path}: {reason}. Check that the data folder is writable and has free space, or choose another data folder."
     )]
     Open {
         /// The journal file.
@@ -129,7 +129,7 @@ pub enum Error {
     },
     /// The path cannot be stored as text.
     #[error(
-        "the path {0} is not valid Unicode, so the journal cannot store it; choose a data directory whose path is plain text."
+        "the path {0} is not valid Unicode, so the journal cannot store it; choose a data folder whose path is plain text."
     )]
     NonUnicodePath(PathBuf),
     /// A caller reported fewer durable bytes than it reported before.
@@ -248,7 +248,7 @@ pub enum Error {
         recording_id: i64,
     },
     /// The lock file cannot be created or locked.
-    #[error("cannot use the lock file {path}: {source}. Check that the data directory is writable.")]
+    #[error("cannot use the lock file {path}: {source}. Check that the data folder is writable.")]
     Lock {
         /// The lock file.
         path: PathBuf,

@@ -541,6 +541,29 @@ impl Journal {
         })
     }
 
+    /// Keeps recording `id`'s length, in seconds, for when its file is gone
+    /// (see [`Journal::kept_lengths`]).
+    pub fn set_length_seconds(&self, id: i64, seconds: f64) -> Result<()> {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return Err(Error::Invalid(format!("a recording cannot last {seconds} seconds")));
+        }
+        self.write(|tx| {
+            load_existing(tx, id)?;
+            tx.execute("UPDATE recordings SET length_seconds = ?2 WHERE id = ?1", params![id, seconds])?;
+            Ok(())
+        })
+    }
+
+    /// The lengths kept by [`Journal::set_length_seconds`], by recording id.
+    pub fn kept_lengths(&self) -> Result<std::collections::HashMap<i64, f64>> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare("SELECT id, length_seconds FROM recordings WHERE length_seconds IS NOT NULL")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// Failed recordings that an automatic retry may take up: their problem
     /// does not need the teacher (see [`Problem::needs_teacher`]; a failure
     /// journaled without one counts as [`Problem::Unknown`]), they are not
@@ -749,6 +772,19 @@ mod tests {
     use crate::test_support::{growing, journal, new_session, part};
 
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_recording_keeps_its_length_for_when_its_file_is_gone() {
+        let (temp, journal) = journal();
+        let id = journal.add_recording(growing(temp.path().join("a.wav"))).unwrap().id;
+        let other = journal.add_recording(growing(temp.path().join("b.wav"))).unwrap().id;
+        assert!(journal.kept_lengths().unwrap().is_empty());
+        journal.set_length_seconds(id, 2712.5).unwrap();
+        let kept = journal.kept_lengths().unwrap();
+        assert_eq!((kept.get(&id), kept.get(&other)), (Some(&2712.5), None));
+        assert!(matches!(journal.set_length_seconds(id, -1.0), Err(Error::Invalid(_))));
+        assert!(matches!(journal.set_length_seconds(999, 1.0), Err(Error::UnknownRecording(999))));
+    }
 
     #[test]
     fn a_recording_is_renamed_and_forgotten_with_its_sessions() {

@@ -79,6 +79,9 @@ const MIGRATIONS: &[M<'static>] = &[
     ALTER TABLE recordings ADD COLUMN next_retry_at INTEGER;
     ALTER TABLE recordings ADD COLUMN keep_local INTEGER NOT NULL DEFAULT 0 CHECK (keep_local IN (0, 1));",
     ),
+    // A recording's length in seconds, kept when its local file is deleted:
+    // the Library still says how long a lesson safe on the server is.
+    M::up("ALTER TABLE recordings ADD COLUMN length_seconds REAL CHECK (length_seconds >= 0);"),
 ];
 
 /// The migrations, in order.

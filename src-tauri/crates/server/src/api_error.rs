@@ -102,6 +102,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 503 with `Retry-After`: another request (on this or another server
+    /// instance) held the upload session for longer than the lock timeout.
+    /// The code is `unavailable`, which clients already retry after the wait.
+    pub fn session_busy() -> Self {
+        tracing::warn!("answering 503: an upload session stayed held past the lock timeout");
+        Self {
+            retry_after: true,
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "The server is still working on an earlier request for this upload (it may have been sent twice). Try again in a few seconds.",
+            )
+        }
+    }
+}
+
 impl From<opptak_api::Error> for ApiError {
     fn from(err: opptak_api::Error) -> Self {
         let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -111,7 +128,10 @@ impl From<opptak_api::Error> for ApiError {
 
 impl From<crate::Error> for ApiError {
     fn from(err: crate::Error) -> Self {
-        Self::unavailable(err)
+        match err {
+            crate::Error::SessionBusy => Self::session_busy(),
+            err => Self::unavailable(err),
+        }
     }
 }
 
@@ -154,4 +174,19 @@ pub async fn negotiate(request: Request, next: Next) -> Response {
         response = Response::from_parts(parts, axum::body::Body::from(encode(format)));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_session_is_503_with_retry_after_and_says_to_try_again() {
+        let error = ApiError::from(crate::Error::SessionBusy);
+        assert_eq!(error.code(), ErrorCode::Unavailable);
+        assert!(error.body.message.contains("still working on an earlier request"), "{}", error.body.message);
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_SECONDS.to_string().as_str());
+    }
 }

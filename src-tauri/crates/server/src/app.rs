@@ -1,8 +1,18 @@
 //! The HTTP surface: `fn app(state) -> Router` with every endpoint of the
-//! native upload API, plus `/healthz`, `/metrics` and (local store) the
-//! `/storage/…` routes presigned URLs point at.
+//! native upload API, plus the probes (`/livez`, `/readyz`, `/healthz`),
+//! `/metrics` and (local store) the `/storage/…` routes presigned URLs point at.
+//!
+//! Probes for a load balancer: `/livez` is 200 while the process serves
+//! HTTP at all; `/readyz` is 200 only when the metadata database and the
+//! media store answer, and 503 with a JSON `code` (`draining`,
+//! `database_unavailable`, `storage_unavailable`) otherwise — from the
+//! moment the server starts draining ([`Traffic::start_draining`], on
+//! SIGTERM), so the balancer stops sending new uploads while the requests
+//! in flight finish.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -45,6 +55,77 @@ pub struct AppState {
     pub wake_jobs: Arc<Notify>,
     /// The base URL clients reach the server at.
     pub base_url: Arc<str>,
+    /// Requests in flight, and whether the server is draining.
+    pub traffic: Arc<Traffic>,
+}
+
+/// Requests in flight (probes and `/metrics` not counted) and whether the
+/// server is draining: still serving, but telling load balancers (`/readyz`)
+/// to send nothing new.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+impl Traffic {
+    /// From now on `/readyz` answers 503 `draining`.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`start_draining`](Self::start_draining) was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no request is in flight, or `timeout` passed; true when idle.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.in_flight() == 0;
+            }
+        }
+    }
+
+    fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+}
+
+/// One request in flight; dropped when it is answered (or its client left).
+struct InFlight(Arc<Traffic>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// The routes that are not traffic: probes and metrics, which a balancer
+/// and a scraper keep calling while the server drains.
+const OPERATIONS_ROUTES: [&str; 4] = ["/livez", "/readyz", "/healthz", "/metrics"];
+
+async fn count_in_flight(State(traffic): State<Arc<Traffic>>, request: Request, next: Next) -> Response {
+    if OPERATIONS_ROUTES.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let _in_flight = traffic.enter();
+    next.run(request).await
 }
 
 impl AppState {
@@ -92,6 +173,7 @@ impl AppState {
             metrics: Arc::default(),
             wake_jobs: Arc::default(),
             base_url: Arc::from(base_url),
+            traffic: Arc::default(),
         })
     }
 
@@ -151,6 +233,8 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{API}/recordings/v1"), get(list_recordings))
         .route(&format!("{API}/recordings/{{recording_id}}/v1"), get(recording_detail))
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
         .fallback(not_found)
@@ -159,7 +243,9 @@ pub fn app(state: AppState) -> Router {
     if let Some(local) = &state.local {
         routes = routes.merge(local.router());
     }
-    let routes = routes.layer(middleware::from_fn_with_state(state, count_requests));
+    let routes = routes
+        .layer(middleware::from_fn_with_state(state.traffic.clone(), count_in_flight))
+        .layer(middleware::from_fn_with_state(state, count_requests));
     Router::new().fallback_service(routes.map_request(case_insensitive_path))
 }
 
@@ -218,6 +304,70 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The process is up and serving HTTP.
+async fn livez() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// How long `/readyz` waits for the database or the store to answer.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The key `/readyz` asks the store about: it need not exist, the store
+/// only has to answer.
+const READY_PROBE_KEY: &str = "opptak-readyz-probe";
+
+/// 200 when this instance should get new requests; 503 with a JSON `code`
+/// and `message` when it is draining or the database or store do not answer.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let not_ready = |code: &str, message: String| {
+        let body = serde_json::json!({ "code": code, "message": message });
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    };
+    if state.traffic.is_draining() {
+        return not_ready(
+            "draining",
+            "This server is stopping; it finishes the requests in flight and takes no new ones.".into(),
+        );
+    }
+    match tokio::time::timeout(READY_CHECK_TIMEOUT, state.meta.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            return not_ready("database_unavailable", format!("The database does not answer: {err}"));
+        }
+        Err(_) => {
+            return not_ready(
+                "database_unavailable",
+                format!("The database did not answer within {READY_CHECK_TIMEOUT:?}."),
+            );
+        }
+    }
+    match tokio::time::timeout(READY_CHECK_TIMEOUT, state.store.head_object(READY_PROBE_KEY)).await {
+        Ok(Ok(_) | Err(StoreError::NoSuchObject)) => {}
+        Ok(Err(err)) => {
+            return not_ready("storage_unavailable", format!("The media store does not answer: {err}"));
+        }
+        Err(_) => {
+            return not_ready(
+                "storage_unavailable",
+                format!("The media store did not answer within {READY_CHECK_TIMEOUT:?}."),
+            );
+        }
+    }
+    (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ready" }))).into_response()
+}
+
+/// Takes `user_id`'s session `recording_id`, counting the wait in the metrics.
+async fn lock_session(
+    state: &AppState,
+    user_id: i64,
+    recording_id: &str,
+    access: SessionAccess,
+) -> Result<Option<Box<dyn SessionGuard>>, ApiError> {
+    let asked = Instant::now();
+    let locked = state.meta.lock_session(user_id, recording_id, access).await;
+    state.metrics.observe_lock_wait(asked.elapsed(), matches!(locked, Err(crate::Error::SessionBusy)));
+    Ok(locked?)
+}
+
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let states: Vec<(&str, String, i64)> = state
         .meta
@@ -226,7 +376,12 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .into_iter()
         .map(|(table, state, count)| (table.metric(), state, count))
         .collect();
-    let body = state.metrics.render(state.local.as_ref().map(LocalStore::bytes_received), &states);
+    let body = state.metrics.render(
+        state.local.as_ref().map(LocalStore::bytes_received),
+        &states,
+        state.meta.pool_stats(),
+        state.traffic.in_flight(),
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
@@ -369,7 +524,7 @@ async fn decode_with_session<R: NamesSession>(
     let guard = if recording_id.is_empty() {
         None
     } else {
-        state.meta.lock_session(user.id, recording_id, access).await?
+        lock_session(state, user.id, recording_id, access).await?
     };
     let Some(guard) = guard else {
         return Err(if problems.is_empty() {
@@ -533,7 +688,7 @@ async fn finish(
     let guard = if request.recording_id.is_empty() {
         None
     } else {
-        state.meta.lock_session(user.id, &request.recording_id, SessionAccess::Exclusive).await?
+        lock_session(&state, user.id, &request.recording_id, SessionAccess::Exclusive).await?
     };
     let Some(mut guard) = guard else {
         return Err(if decoded.problems.is_empty() {
@@ -649,11 +804,10 @@ async fn finish(
         recorder_type: request.recorder_type,
         used_in_file_uploader: request.used_in_file_uploader,
     };
+    crate::failpoint::pause_if_armed("finish-before-commit").await;
     if !guard.complete(completion).await? {
         // Another finish for the same recording won the race.
-        let guard = state
-            .meta
-            .lock_session(user.id, &session.recording_id, SessionAccess::Shared)
+        let guard = lock_session(&state, user.id, &session.recording_id, SessionAccess::Shared)
             .await?
             .ok_or_else(|| ApiError::not_found(RECORDING))?;
         return repeated_finish(guard.session(), &wanted);

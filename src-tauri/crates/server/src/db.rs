@@ -19,8 +19,9 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::{Error, Result};
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE users (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE users (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         token_sha256 BLOB NOT NULL UNIQUE
@@ -69,7 +70,11 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         last_error TEXT
     ) STRICT;
     CREATE INDEX due_jobs ON jobs(state, run_after);",
-)];
+    ),
+    // The server instance that last claimed each job (as in PostgreSQL's
+    // 0002_job_owner.sql).
+    M::up("ALTER TABLE jobs ADD COLUMN owner TEXT;"),
+];
 
 /// The migrations, in order.
 pub fn migrations() -> Migrations<'static> {

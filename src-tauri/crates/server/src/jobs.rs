@@ -96,6 +96,10 @@ pub struct Jobs {
     pub scratch: std::path::PathBuf,
     /// Lease, heartbeat, attempts and backoff.
     pub policy: JobPolicy,
+    /// This server instance, recorded as the owner of the jobs it claims.
+    pub owner: String,
+    /// Where outcomes are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Aborts the task when dropped, so a worker that is itself aborted (the
@@ -131,6 +135,7 @@ impl Jobs {
     /// Claims and runs one due job; false when none is due.
     pub async fn run_next(&self) -> Result<bool> {
         let Some(claim) = self.claim().await? else { return Ok(false) };
+        crate::failpoint::pause_if_armed("verifying").await;
         let max_attempts = i64::from(self.policy.max_attempts.max(1));
         if claim.attempts > max_attempts {
             // Every earlier holder died or hung without a result.
@@ -142,6 +147,7 @@ impl Jobs {
         }
         tracing::info!(recording_id = claim.recording_id, attempts = claim.attempts, "verifying recording");
         let Some(outcome) = self.verify_holding_lease(&claim).await? else {
+            self.metrics.count_job("verify", "lease_lost");
             tracing::warn!(
                 recording_id = claim.recording_id,
                 attempts = claim.attempts,
@@ -162,7 +168,7 @@ impl Jobs {
     /// Takes the most overdue job: a queued one whose time has come, or a
     /// running one whose lease lapsed.
     async fn claim(&self) -> Result<Option<Claim>> {
-        self.meta.claim_job(self.policy.lease).await
+        self.meta.claim_job(self.policy.lease, &self.owner).await
     }
 
     /// Extends the lease of `claim`; false when the job is no longer this
@@ -257,6 +263,11 @@ impl Jobs {
     /// result changes nothing.
     async fn settle(&self, claim: &Claim, outcome: Outcome) -> Result<()> {
         let recording_id = claim.recording_id.as_str();
+        let outcome_name = match &outcome {
+            Outcome::Ready { .. } => "ready",
+            Outcome::Failed(_) => "failed",
+            Outcome::Retry(_) => "retry",
+        };
         let result = match outcome {
             Outcome::Ready { size, duration, sha256 } => {
                 tracing::info!(recording_id, size, duration, sha256, "recording ready");
@@ -278,7 +289,10 @@ impl Jobs {
                 JobResult::Retry { reason, delay }
             }
         };
-        if !self.meta.settle_job(claim, result).await? {
+        if self.meta.settle_job(claim, result).await? {
+            self.metrics.count_job("verify", outcome_name);
+        } else {
+            self.metrics.count_job("verify", "lease_lost");
             tracing::warn!(
                 recording_id,
                 attempts = claim.attempts,
@@ -376,6 +390,8 @@ mod tests {
                 wake: Arc::default(),
                 scratch: self._temp.path().join("scratch"),
                 policy,
+                owner: "test".into(),
+                metrics: Arc::default(),
             }
         }
 

@@ -33,6 +33,7 @@ mod api_error;
 mod app;
 pub mod auth;
 pub mod db;
+mod failpoint;
 mod jobs;
 mod media;
 pub mod meta;
@@ -42,11 +43,11 @@ mod server;
 pub mod store;
 mod sweeper;
 
-pub use app::{AppState, app};
+pub use app::{AppState, Traffic, app};
 pub use auth::UserToken;
 pub use jobs::JobPolicy;
-pub use meta::{MetaStore, SessionLocks, SqliteMeta};
-pub use server::{Limits, Server, ServerBuilder, ServerHandle, StoreConfig, running_server};
+pub use meta::{MetaStore, PoolStats, SessionLocks, SqliteMeta};
+pub use server::{Limits, Server, ServerBuilder, ServerHandle, StoreConfig, host_name, running_server};
 
 /// Everything that can stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,10 @@ pub enum Error {
     /// The media store cannot be used.
     #[error("{0}")]
     Store(#[from] store::StoreError),
+    /// Another request held the upload session for longer than the lock
+    /// timeout (a finish or abort still running, on this or another instance).
+    #[error("another request is still working on this upload session")]
+    SessionBusy,
     /// Another server instance on the same database rules this one out.
     #[error("{0}")]
     DatabaseShared(String),

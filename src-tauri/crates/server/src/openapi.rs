@@ -104,6 +104,19 @@ pub fn document() -> Value {
                 "operationId": "healthz", "summary": "Liveness: the database answers.", "security": [],
                 "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } },
             }},
+            "/livez": { "get": {
+                "operationId": "livez", "summary": "Liveness: the process serves HTTP.", "security": [],
+                "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } },
+            }},
+            "/readyz": { "get": {
+                "operationId": "readyz",
+                "summary": "Readiness for a load balancer: the database and the media store answer and the server is not draining.",
+                "security": [],
+                "responses": {
+                    "200": { "description": "ready", "content": { "application/json": { "schema": { "type": "object" } } } },
+                    "503": { "description": "Not ready: code is draining, database_unavailable or storage_unavailable.", "content": { "application/json": { "schema": { "type": "object", "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } } },
+                },
+            }},
             "/metrics": { "get": {
                 "operationId": "metrics", "summary": "Prometheus metrics.", "security": [],
                 "responses": { "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } } },

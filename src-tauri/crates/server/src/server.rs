@@ -52,6 +52,12 @@ pub struct Limits {
     pub job_workers: usize,
     /// Leases, heartbeats and retries of verification jobs.
     pub verification: JobPolicy,
+    /// How often expired upload sessions are looked for. Default 60 s.
+    pub sweep_interval: Duration,
+    /// On [`ServerHandle::shutdown`], how long the server keeps serving
+    /// (with `/readyz` saying 503 `draining`) for requests in flight to
+    /// finish before it stops. Default 30 s.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -63,6 +69,8 @@ impl Default for Limits {
             media_url_ttl: Duration::from_secs(3600),
             job_workers: 2,
             verification: JobPolicy::default(),
+            sweep_interval: crate::sweeper::SWEEP_INTERVAL,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -81,6 +89,7 @@ impl Server {
             store: StoreConfig::Local,
             limits: Limits::default(),
             public_url: None,
+            instance_id: None,
             #[cfg(feature = "postgres")]
             database_url: None,
         }
@@ -97,8 +106,21 @@ pub struct ServerBuilder {
     store: StoreConfig,
     limits: Limits,
     public_url: Option<String>,
+    instance_id: Option<String>,
     #[cfg(feature = "postgres")]
     database_url: Option<String>,
+}
+
+/// This machine's host name: the default instance id.
+pub fn host_name() -> String {
+    // Linux's own answer; elsewhere the shells' variables.
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "opptak".into())
 }
 
 /// A server's membership of a shared database (nothing with SQLite).
@@ -142,6 +164,14 @@ impl ServerBuilder {
     /// listen address (e.g. behind a reverse proxy). Local-store part URLs use it.
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
         self.public_url = Some(url.into());
+        self
+    }
+
+    /// Names this server among the instances sharing a database: in
+    /// `/metrics` (`opptak_instance_info`) and as the owner of the jobs it
+    /// claims. Default: the host name ([`host_name`]).
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
         self
     }
 
@@ -197,18 +227,30 @@ impl ServerBuilder {
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: self.listen, source })?;
         let url = self.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let (state, instance) = self.open_state(&url).await?;
+        let instance_id = self.instance_id.clone().unwrap_or_else(host_name);
+        state.metrics.set_instance_id(&instance_id);
         let (meta, store, wake) = (state.meta.clone(), state.store.clone(), state.wake_jobs.clone());
         meta.requeue_interrupted().await?;
         let scratch = self.data_dir.join("scratch");
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let jobs = Jobs { meta, store, wake, scratch, policy: self.limits.verification.clone() };
+        let jobs = Jobs {
+            meta,
+            store,
+            wake,
+            scratch,
+            policy: self.limits.verification.clone(),
+            owner: instance_id.clone(),
+            metrics: state.metrics.clone(),
+        };
         for _ in 0..self.limits.job_workers.max(1) {
             tasks.spawn(jobs.clone().run_worker(stopped.clone()));
         }
         tasks.spawn(crate::sweeper::run(state.clone(), stopped.clone()));
         folder.announce(&url).map_err(|source| Error::DataDir { path: self.data_dir.clone(), source })?;
         let mut serve_stop = stopped;
+        let traffic = state.traffic.clone();
+        let drain_timeout = self.limits.drain_timeout;
         let router = app(state);
         tasks.spawn(async move {
             let shutdown = async move {
@@ -218,8 +260,17 @@ impl ServerBuilder {
                 tracing::error!(error = %err, "server stopped with an error");
             }
         });
-        tracing::info!(%url, "server listening");
-        Ok(ServerHandle { url, addr, stop, tasks, _instance: instance, _folder: folder })
+        tracing::info!(%url, instance_id, "server listening");
+        Ok(ServerHandle {
+            url,
+            addr,
+            stop,
+            tasks,
+            traffic,
+            drain_timeout,
+            _instance: instance,
+            _folder: folder,
+        })
     }
 }
 
@@ -232,6 +283,8 @@ pub struct ServerHandle {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    traffic: std::sync::Arc<crate::app::Traffic>,
+    drain_timeout: Duration,
     // Released after the tasks above are gone.
     _instance: InstanceLock,
     // Last: released only after the tasks above are gone.
@@ -249,9 +302,19 @@ impl ServerHandle {
         self.addr
     }
 
-    /// Stops accepting connections, lets requests in flight and the current
-    /// verification job finish, then returns.
+    /// Drains, then stops: `/readyz` answers 503 `draining` at once while
+    /// the server keeps serving, until no request is in flight (at most
+    /// [`Limits::drain_timeout`]); then it stops accepting connections, lets
+    /// the requests still running and the current verification job
+    /// finish, and returns.
     pub async fn shutdown(mut self) {
+        self.traffic.start_draining();
+        if !self.traffic.wait_idle(self.drain_timeout).await {
+            tracing::warn!(
+                in_flight = self.traffic.in_flight(),
+                "requests still running after the drain timeout; stopping anyway"
+            );
+        }
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
     }

@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::meta::MetaStore;
 use crate::store::MediaStore;
 
-/// How often expired sessions are looked for.
+/// How often expired sessions are looked for, by default.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Aborts every open session whose expiry has passed and that nobody
@@ -38,14 +38,15 @@ pub async fn sweep_once(meta: &dyn MetaStore, store: &Arc<dyn MediaStore>) -> cr
     Ok(count)
 }
 
-/// Sweeps every [`SWEEP_INTERVAL`] until `shutdown` changes.
+/// Sweeps every [`Limits::sweep_interval`](crate::Limits::sweep_interval)
+/// until `shutdown` changes.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
         if let Err(err) = sweep_once(state.meta.as_ref(), &state.store).await {
             tracing::warn!(error = %err, "expiry sweep failed; will retry");
         }
         tokio::select! {
-            _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            _ = tokio::time::sleep(state.limits.sweep_interval) => {}
             _ = shutdown.changed() => return,
         }
     }

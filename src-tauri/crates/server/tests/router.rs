@@ -226,6 +226,27 @@ async fn operations_routes_answer() {
     assert!(text.contains(r#"opptak_upload_sessions{state="open"} 1"#), "{text}");
 }
 
+/// `/livez` answers while the process serves; `/readyz` is ready while the
+/// database and store answer, and 503 `draining` once the server drains,
+/// while `/livez` and the API still answer.
+#[tokio::test]
+async fn readyz_says_draining_once_the_server_drains_and_livez_stays_up() {
+    let fx = fixture().await;
+    let live = call(&fx.app, "GET", "/livez", &[], vec![]).await;
+    assert_eq!((live.status, live.text().as_str()), (StatusCode::OK, "ok\n"));
+    let ready = call(&fx.app, "GET", "/readyz", &[], vec![]).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    assert_eq!(ready.json()["status"], "ready");
+
+    fx.state.traffic.start_draining();
+    let ready = call(&fx.app, "GET", "/readyz", &[], vec![]).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["code"], "draining", "{}", ready.text());
+    assert!(ready.json()["message"].as_str().unwrap().contains("stopping"), "{}", ready.text());
+    assert_eq!(call(&fx.app, "GET", "/livez", &[], vec![]).await.status, StatusCode::OK);
+    start(&fx.app, ADA).await;
+}
+
 #[tokio::test]
 async fn openapi_lists_every_route() {
     let fx = fixture().await;
@@ -240,6 +261,8 @@ async fn openapi_lists_every_route() {
         format!("{API}/recordings/v1"),
         format!("{API}/recordings/{{recordingId}}/v1"),
         "/healthz".into(),
+        "/livez".into(),
+        "/readyz".into(),
         "/metrics".into(),
     ] {
         assert!(paths.contains(&&path), "{path} missing");

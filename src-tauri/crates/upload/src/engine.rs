@@ -1096,7 +1096,8 @@ impl PartSender {
                     // while the file is still being recorded.
                     if !self.waiting.load(Ordering::SeqCst) {
                         let why = Some((Problem::Offline, format!("cannot reach {url}")));
-                        let moved = move_to(&self.journal, self.local_id, RecordingState::Waiting, why).await?;
+                        let moved =
+                            move_to(&self.journal, self.local_id, RecordingState::Waiting, why).await?;
                         self.waiting.fetch_or(moved, Ordering::SeqCst);
                     }
                     let reason = format!("cannot reach {url}: {reason}");

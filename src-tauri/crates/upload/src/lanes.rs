@@ -10,7 +10,10 @@
 //! the working set stays in the CPU's cache, and their bytes are not kept.
 
 use std::fs::File;
+#[cfg(unix)]
 use std::os::unix::fs::FileExt as _;
+#[cfg(windows)]
+use std::os::windows::fs::FileExt as _;
 
 use opptak_api::md5::{Md5State, finalize_many, update_many};
 
@@ -32,7 +35,7 @@ pub fn md5_each(file: &File, ranges: &[(u64, u64)]) -> std::io::Result<Vec<[u8; 
             let mut slices = Vec::with_capacity(batch.len());
             for (&(offset, len), buffer) in batch.iter().zip(&mut buffers) {
                 let take = len.saturating_sub(done).min(CHUNK as u64) as usize;
-                file.read_exact_at(&mut buffer[..take], offset + done)?;
+                read_exact_at(file, &mut buffer[..take], offset + done)?;
                 slices.push(&buffer[..take]);
             }
             update_many(&mut states, &slices);
@@ -41,6 +44,31 @@ pub fn md5_each(file: &File, ranges: &[(u64, u64)]) -> std::io::Result<Vec<[u8; 
         digests.extend(finalize_many(&states));
     }
     Ok(digests)
+}
+
+/// Fills `buffer` from `file` at `offset` without moving a shared cursor,
+/// so lanes (and other readers of the same handle) never disturb each other.
+#[cfg(unix)]
+fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+    file.read_exact_at(buffer, offset)
+}
+
+/// Windows has no `read_exact_at`; `seek_read` may return fewer bytes than
+/// asked, so it is repeated until the buffer is full.
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buffer: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buffer.is_empty() {
+        match file.seek_read(buffer, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(read) => {
+                buffer = &mut buffer[read..];
+                offset += read as u64;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub enum Error {
     Journal(#[from] opptak_journal::Error),
     /// The journal has no such recording.
     #[error(
-        "There is no recording {0} in this data directory. Run `opptak recordings` to see what is there."
+        "There is no recording {0} in this data folder. Look at the list of recordings to see what is there."
     )]
     UnknownRecording(i64),
     /// The recording is already safe on the server.
@@ -52,13 +52,11 @@ pub enum Error {
     AlreadyUploaded,
     /// The token was not accepted.
     #[error(
-        "The server did not accept the token ({0}). Check --token, or ask your administrator for a new one."
+        "The server did not accept the token ({0}). Check the token you were given, or ask your administrator for a new one."
     )]
     Unauthorized(String),
     /// The server refused a request for good.
-    #[error(
-        "The server refused the upload: {0}. The recording stays on this computer; `opptak resume` tries again."
-    )]
+    #[error("The server refused the upload: {0}. The recording stays on this computer; retry it later.")]
     Refused(String),
     /// The local file no longer holds the bytes already sent.
     #[error(
@@ -72,7 +70,7 @@ pub enum Error {
     },
     /// The writer of a growing file went away without finishing it.
     #[error(
-        "The recording stopped growing without being finished. Run `opptak resume` to repair and upload it."
+        "The recording stopped growing without being finished. Opptak repairs and uploads it the next time it starts."
     )]
     SourceAbandoned,
     /// The server could not process what it received; the reason is the server's.

@@ -81,9 +81,10 @@ pub async fn sessions_finish_once(meta: Arc<dyn MetaStore>) {
     let (recording, key) = meta.recording(user, "r1").await.unwrap().unwrap();
     assert_eq!((recording.recording_name.as_str(), key), ("finished", format!("recordings/{user}/r1.wav")));
     assert_eq!(meta.list_recordings(user).await.unwrap().len(), 1);
-    let claim = meta.claim_job(Duration::from_secs(60)).await.unwrap().expect("finish queued one job");
-    assert_eq!((claim.recording_id.as_str(), claim.attempts), ("r1", 1));
-    assert!(meta.claim_job(Duration::from_secs(60)).await.unwrap().is_none(), "and only one");
+    let claim =
+        meta.claim_job(Duration::from_secs(60), "instance-a").await.unwrap().expect("finish queued one job");
+    assert_eq!((claim.recording_id.as_str(), claim.attempts, claim.owner.as_str()), ("r1", 1, "instance-a"));
+    assert!(meta.claim_job(Duration::from_secs(60), "instance-a").await.unwrap().is_none(), "and only one");
 }
 
 /// Eight workers claiming at once never get the same job.
@@ -100,7 +101,7 @@ pub async fn concurrent_claimers_never_share_a_job(meta: Arc<dyn MetaStore>) {
             let mut claimed = Vec::new();
             // Bounded: each claim takes a job, and there are JOBS of them.
             for _ in 0..=JOBS {
-                match meta.claim_job(Duration::from_secs(600)).await.unwrap() {
+                match meta.claim_job(Duration::from_secs(600), "instance-a").await.unwrap() {
                     Some(claim) => claimed.push(claim.recording_id),
                     None => break,
                 }
@@ -124,17 +125,25 @@ pub async fn a_lapsed_lease_is_reclaimed_and_the_stale_holder_is_fenced(meta: Ar
     let user = ada(meta.as_ref()).await;
     finished(meta.as_ref(), user, "r1").await;
     let lease = Duration::from_secs(1);
-    let stale = meta.claim_job(lease).await.unwrap().unwrap();
-    assert!(meta.claim_job(lease).await.unwrap().is_none(), "a leased job is not claimed twice");
+    let stale = meta.claim_job(lease, "instance-a").await.unwrap().unwrap();
+    assert!(
+        meta.claim_job(lease, "instance-a").await.unwrap().is_none(),
+        "a leased job is not claimed twice"
+    );
     let until = tokio::time::Instant::now() + DEADLINE;
     let current = loop {
-        if let Some(claim) = meta.claim_job(Duration::from_secs(600)).await.unwrap() {
+        if let Some(claim) = meta.claim_job(Duration::from_secs(600), "instance-b").await.unwrap() {
             break claim;
         }
         assert!(tokio::time::Instant::now() < until, "a lapsed lease was never reclaimed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!((current.recording_id.as_str(), current.attempts), ("r1", 2));
+    assert_eq!(
+        (stale.owner.as_str(), current.owner.as_str()),
+        ("instance-a", "instance-b"),
+        "each claim names its owner"
+    );
     assert!(!meta.renew_job(&stale, lease).await.unwrap(), "a stale holder cannot renew");
     assert!(!meta.settle_job(&stale, JobResult::Failed("stale".into())).await.unwrap(), "nor settle");
     assert!(meta.renew_job(&current, lease).await.unwrap());
@@ -145,17 +154,20 @@ pub async fn a_lapsed_lease_is_reclaimed_and_the_stale_holder_is_fenced(meta: Ar
     let (recording, _) = meta.recording(user, "r1").await.unwrap().unwrap();
     assert_eq!(recording.status, opptak_api::RecordingStatus::Ready);
     assert_eq!(recording.duration_seconds, Some(1.5));
-    assert!(meta.claim_job(lease).await.unwrap().is_none(), "a done job is not claimed");
+    assert!(meta.claim_job(lease, "instance-a").await.unwrap().is_none(), "a done job is not claimed");
 }
 
 /// A retried job waits for its delay; the next claim's fence is one higher.
 pub async fn a_retried_job_comes_back_after_its_delay(meta: Arc<dyn MetaStore>) {
     let user = ada(meta.as_ref()).await;
     finished(meta.as_ref(), user, "r1").await;
-    let first = meta.claim_job(Duration::from_secs(60)).await.unwrap().unwrap();
+    let first = meta.claim_job(Duration::from_secs(60), "instance-a").await.unwrap().unwrap();
     let retry = JobResult::Retry { reason: "storage is away".into(), delay: Duration::from_secs(3600) };
     assert!(meta.settle_job(&first, retry).await.unwrap());
-    assert!(meta.claim_job(Duration::from_secs(60)).await.unwrap().is_none(), "not before its delay");
+    assert!(
+        meta.claim_job(Duration::from_secs(60), "instance-a").await.unwrap().is_none(),
+        "not before its delay"
+    );
     let retry = JobResult::Retry { reason: "storage is away".into(), delay: Duration::ZERO };
     // The fence of a queued job no longer holds.
     assert!(!meta.settle_job(&first, retry).await.unwrap());
@@ -200,6 +212,29 @@ pub async fn session_locks_exclude(meta: Arc<dyn MetaStore>) {
         }
     }
 }
+
+/// A request that cannot get a held session within the store's lock timeout
+/// fails with [`Error::SessionBusy`](crate::Error::SessionBusy) instead of
+/// waiting for ever; the session is free again once the holder lets go.
+/// `meta` must have been made with a lock timeout under [`BUSY_TIMEOUT_AT_MOST`].
+pub async fn a_session_held_too_long_is_busy(meta: Arc<dyn MetaStore>) {
+    let user = ada(meta.as_ref()).await;
+    start(meta.as_ref(), user, "r1", Duration::from_secs(3600)).await;
+    for waiting in [SessionAccess::Exclusive, SessionAccess::Shared] {
+        let held = meta.lock_session(user, "r1", SessionAccess::Exclusive).await.unwrap().unwrap();
+        let asked = tokio::time::Instant::now();
+        let busy = tokio::time::timeout(DEADLINE, meta.lock_session(user, "r1", waiting))
+            .await
+            .expect("the lock timeout did not fire");
+        assert!(matches!(busy, Err(crate::Error::SessionBusy)), "{waiting:?} on a held session: {busy:?}");
+        assert!(asked.elapsed() < BUSY_TIMEOUT_AT_MOST + MUST_STILL_WAIT, "{:?}", asked.elapsed());
+        drop(held);
+        assert!(meta.lock_session(user, "r1", waiting).await.unwrap().is_some(), "free again");
+    }
+}
+
+/// The longest lock timeout [`a_session_held_too_long_is_busy`] accepts.
+pub const BUSY_TIMEOUT_AT_MOST: Duration = Duration::from_secs(2);
 
 /// The sweep never waits for a held session and takes it once free.
 pub async fn the_sweep_skips_held_sessions(meta: Arc<dyn MetaStore>) {
@@ -249,6 +284,15 @@ mod sqlite {
     /// A fresh SQLite store; the temp folder lives as long as the test.
     fn fresh(temp: &tempfile::TempDir, name: &str) -> Arc<dyn MetaStore> {
         Arc::new(SqliteMeta::open(&temp.path().join(format!("{name}.sqlite3"))).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite_a_session_held_too_long_is_busy() {
+        let temp = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open(&temp.path().join("a.sqlite3"))
+            .unwrap()
+            .with_lock_timeout(Duration::from_millis(500));
+        a_session_held_too_long_is_busy(Arc::new(meta)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

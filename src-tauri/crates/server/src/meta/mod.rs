@@ -19,6 +19,10 @@
 //!   ([`MetaStore::lock_expired_session`]), and the holder decides.
 //! - A job claim adds one to `attempts`; that number fences every renewal
 //!   and result of the claim, so a holder whose lease lapsed changes nothing.
+//! - A request waits for a held session at most the store's lock timeout
+//!   ([`DEFAULT_SESSION_LOCK_TIMEOUT`] unless set), then fails with
+//!   [`Error::SessionBusy`](crate::Error::SessionBusy) rather than queueing
+//!   behind a stuck holder.
 //! - Times ("now", expiries, leases) come from one clock per store: the
 //!   process clock for SQLite, the database's clock for PostgreSQL, so
 //!   instances with skewed clocks agree.
@@ -179,6 +183,9 @@ pub struct JobClaim {
     pub recording_id: String,
     /// Claims so far, this one included.
     pub attempts: i64,
+    /// The server instance that claimed it (its `--instance-id`), kept in
+    /// the job's `owner` column so an operator sees who holds what.
+    pub owner: String,
     /// What the previous claim ended with, if it said.
     pub last_error: Option<String>,
 }
@@ -265,8 +272,8 @@ pub trait MetaStore: Send + Sync + Debug {
     async fn state_counts(&self) -> Result<Vec<(CountedTable, String, i64)>>;
 
     /// Claims the most overdue job (queued and due, or running with a lapsed
-    /// lease), leasing it for `lease`.
-    async fn claim_job(&self, lease: Duration) -> Result<Option<JobClaim>>;
+    /// lease) for the instance `owner`, leasing it for `lease`.
+    async fn claim_job(&self, lease: Duration, owner: &str) -> Result<Option<JobClaim>>;
 
     /// Extends `claim`'s lease; false when the job is no longer its.
     async fn renew_job(&self, claim: &JobClaim, lease: Duration) -> Result<bool>;
@@ -284,12 +291,33 @@ pub trait MetaStore: Send + Sync + Debug {
     /// to their leases and returns 0.
     async fn requeue_interrupted(&self) -> Result<usize>;
 
+    /// The connection pool's size and idle connections, when the store has
+    /// a pool (PostgreSQL).
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+
     /// The SQLite database behind this store, if that is what it is (tests
     /// and tools that read the file).
     fn sqlite(&self) -> Option<&crate::db::Db> {
         None
     }
 }
+
+/// A connection pool's state, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open (in use and idle).
+    pub size: u32,
+    /// Connections open and not in use.
+    pub idle: u32,
+}
+
+/// How long a request waits for another request's hold on the same upload
+/// session before it gives up with [`Error::SessionBusy`](crate::Error::SessionBusy)
+/// (answered 503 with Retry-After; the client tries again). Longer than any
+/// finish takes, so it only fires when something is stuck.
+pub const DEFAULT_SESSION_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Parses the JSON `[[partNumber, etag], …]` a finish recorded.
 pub fn parse_finished_parts(json: Option<&str>) -> Vec<(u32, String)> {

@@ -4,8 +4,9 @@
 //! - A session is held by its row lock inside an open transaction:
 //!   `SELECT … FOR NO KEY UPDATE` for finish, abort and expiry, `FOR SHARE`
 //!   for parts and listparts. A lock not granted within
-//!   [`SESSION_LOCK_TIMEOUT`] is an error the handlers answer with 503 and
-//!   Retry-After. The sweep adds `SKIP LOCKED`, so it never waits.
+//!   the store's lock timeout ([`SESSION_LOCK_TIMEOUT`] unless
+//!   [`PostgresMeta::with_lock_timeout`] set another) is
+//!   [`Error::SessionBusy`], which the handlers answer with 503 and Retry-After. The sweep adds `SKIP LOCKED`, so it never waits.
 //! - Jobs are claimed with `FOR UPDATE SKIP LOCKED`, so concurrent claimers
 //!   on any instance never take the same job.
 //! - Every "now" is the database's clock (`now()`), never an instance's.
@@ -31,8 +32,8 @@ use super::{
 use crate::{Error, Result};
 
 /// How long a request waits for another request's hold on the same
-/// session before it answers 503 (the client retries).
-pub const SESSION_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// session before it answers 503 (the client retries), by default.
+pub const SESSION_LOCK_TIMEOUT: Duration = super::DEFAULT_SESSION_LOCK_TIMEOUT;
 /// Connections per instance: each request holding a session keeps one.
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a free connection.
@@ -45,6 +46,7 @@ const NOW: &str = "CAST(floor(extract(epoch FROM now())) AS BIGINT)";
 #[derive(Debug, Clone)]
 pub struct PostgresMeta {
     pool: PgPool,
+    lock_timeout: Duration,
 }
 
 fn migrator() -> Migrator {
@@ -55,16 +57,21 @@ fn migrator() -> Migrator {
         include_str!("../../migrations/0001_initial.sql").into_sql_str(),
         false,
     );
-    Migrator { migrations: Cow::Owned(vec![initial]), ..Migrator::DEFAULT }
+    let job_owner = Migration::new(
+        2,
+        Cow::Borrowed("job owner"),
+        MigrationType::Simple,
+        include_str!("../../migrations/0002_job_owner.sql").into_sql_str(),
+        false,
+    );
+    Migrator { migrations: Cow::Owned(vec![initial, job_owner]), ..Migrator::DEFAULT }
 }
 
 fn db_err(err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err
         && db.code().as_deref() == Some("55P03")
     {
-        return Error::Database(
-            "another request is still working on this upload; try again in a few seconds".into(),
-        );
+        return Error::SessionBusy;
     }
     Error::Database(err.to_string())
 }
@@ -90,7 +97,15 @@ impl PostgresMeta {
             .run(&pool)
             .await
             .map_err(|err| Error::Database(format!("cannot migrate the database: {err}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, lock_timeout: SESSION_LOCK_TIMEOUT })
+    }
+
+    /// Waits at most `timeout` for a session another request holds (instead
+    /// of [`SESSION_LOCK_TIMEOUT`]).
+    #[must_use]
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The connection pool.
@@ -100,7 +115,7 @@ impl PostgresMeta {
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query(sql(format!("SET LOCAL lock_timeout = '{}ms'", SESSION_LOCK_TIMEOUT.as_millis())))
+        sqlx::query(sql(format!("SET LOCAL lock_timeout = '{}ms'", self.lock_timeout.as_millis().max(1))))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -268,7 +283,12 @@ fn seconds(duration: Duration) -> i64 {
 }
 
 fn claim_from_row(row: &PgRow) -> sqlx::Result<JobClaim> {
-    Ok(JobClaim { recording_id: row.try_get(0)?, attempts: row.try_get(1)?, last_error: row.try_get(2)? })
+    Ok(JobClaim {
+        recording_id: row.try_get(0)?,
+        attempts: row.try_get(1)?,
+        last_error: row.try_get(2)?,
+        owner: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+    })
 }
 
 #[async_trait]
@@ -442,19 +462,20 @@ impl MetaStore for PostgresMeta {
             .map_err(db_err)
     }
 
-    async fn claim_job(&self, lease: Duration) -> Result<Option<JobClaim>> {
+    async fn claim_job(&self, lease: Duration, owner: &str) -> Result<Option<JobClaim>> {
         // SKIP LOCKED: a job another claimer is taking right now is not
         // waited for; the next one due is taken instead.
         let row = sqlx::query(sql(format!(
-            "UPDATE jobs SET state = 'running', lease_until = {NOW} + $1, attempts = attempts + 1
+            "UPDATE jobs SET state = 'running', lease_until = {NOW} + $1, attempts = attempts + 1, owner = $2
              WHERE recording_id = (
                  SELECT recording_id FROM jobs
                  WHERE (state = 'queued' AND run_after <= {NOW}) OR (state = 'running' AND lease_until < {NOW})
                  ORDER BY run_after LIMIT 1
                  FOR UPDATE SKIP LOCKED)
-             RETURNING recording_id, attempts, last_error"
+             RETURNING recording_id, attempts, last_error, owner"
         )))
         .bind(seconds(lease).max(1))
+        .bind(owner)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
@@ -562,6 +583,10 @@ impl MetaStore for PostgresMeta {
         };
         tx.commit().await.map_err(db_err)?;
         Ok(held == 1)
+    }
+
+    fn pool_stats(&self) -> Option<super::PoolStats> {
+        Some(super::PoolStats { size: self.pool.size(), idle: self.pool.num_idle() as u32 })
     }
 
     async fn requeue_interrupted(&self) -> Result<usize> {

@@ -55,6 +55,7 @@ impl SessionLocks {
 pub struct SqliteMeta {
     db: Db,
     sessions: Arc<SessionLocks>,
+    lock_timeout: Duration,
 }
 
 impl SqliteMeta {
@@ -65,7 +66,15 @@ impl SqliteMeta {
 
     /// Wraps an open database.
     pub fn new(db: Db) -> Self {
-        Self { db, sessions: Arc::default() }
+        Self { db, sessions: Arc::default(), lock_timeout: super::DEFAULT_SESSION_LOCK_TIMEOUT }
+    }
+
+    /// Waits at most `timeout` for a session another request holds (instead
+    /// of [`DEFAULT_SESSION_LOCK_TIMEOUT`](super::DEFAULT_SESSION_LOCK_TIMEOUT)).
+    #[must_use]
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The database.
@@ -315,7 +324,9 @@ impl MetaStore for SqliteMeta {
         // One process: a plain mutex serves readers and writers alike.
         _access: SessionAccess,
     ) -> Result<Option<Box<dyn SessionGuard>>> {
-        let lock = self.sessions.lock(recording_id).await;
+        let lock = tokio::time::timeout(self.lock_timeout, self.sessions.lock(recording_id))
+            .await
+            .map_err(|_| crate::Error::SessionBusy)?;
         let Some(session) = load_session(&self.db, Some(user_id), recording_id).await? else {
             return Ok(None);
         };
@@ -398,20 +409,28 @@ impl MetaStore for SqliteMeta {
             .collect())
     }
 
-    async fn claim_job(&self, lease: Duration) -> Result<Option<JobClaim>> {
+    async fn claim_job(&self, lease: Duration, owner: &str) -> Result<Option<JobClaim>> {
         let now = now_unix();
+        let owner = owner.to_owned();
         let lease_until = now + seconds(lease).max(1);
         self.db
             .write_durably(move |tx| {
                 tx.query_row(
-                    "UPDATE jobs SET state = 'running', lease_until = ?2, attempts = attempts + 1
+                    "UPDATE jobs SET state = 'running', lease_until = ?2, attempts = attempts + 1, owner = ?3
                      WHERE recording_id = (
                          SELECT recording_id FROM jobs
                          WHERE (state = 'queued' AND run_after <= ?1) OR (state = 'running' AND lease_until < ?1)
                          ORDER BY run_after LIMIT 1)
-                     RETURNING recording_id, attempts, last_error",
-                    rusqlite::params![now, lease_until],
-                    |row| Ok(JobClaim { recording_id: row.get(0)?, attempts: row.get(1)?, last_error: row.get(2)? }),
+                     RETURNING recording_id, attempts, last_error, owner",
+                    rusqlite::params![now, lease_until, owner],
+                    |row| {
+                        Ok(JobClaim {
+                            recording_id: row.get(0)?,
+                            attempts: row.get(1)?,
+                            last_error: row.get(2)?,
+                            owner: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        })
+                    },
                 )
                 .optional()
             })

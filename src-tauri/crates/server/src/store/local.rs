@@ -434,6 +434,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// [`write_synced`] for a secret: the file is created readable and writable
 /// by its owner only (0600), never briefly readable by others.
 fn write_synced_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut options = std::fs::OpenOptions::new();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
@@ -463,8 +464,16 @@ fn keep_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+#[cfg(unix)]
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Windows cannot open a folder as a file to flush it, and NTFS journals a
+/// rename's metadata itself, so there is nothing to sync.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 impl LocalStore {

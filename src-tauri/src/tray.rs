@@ -1,0 +1,257 @@
+//! The tray icon: what the app is doing (icon and tooltip) and a menu to
+//! start, stop, pause, open the window, see the upload and quit.
+//!
+//! On Linux a tray click gives no event and the icon shows only where a
+//! StatusNotifier host runs (most panels; not a bare X server). The menu is
+//! the only way in, and where no host exists the app says so once and never
+//! hides its window, so it cannot vanish into nothing.
+
+use tauri::image::Image;
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Manager, Runtime};
+use tokio::sync::watch;
+
+use crate::controls::{self, Activity, Desktop};
+
+/// The tray icon's id.
+const TRAY_ID: &str = "opptak";
+/// The bus name of the StatusNotifier host registry that shows tray icons.
+pub const STATUS_NOTIFIER_WATCHER: &str = "org.kde.StatusNotifierWatcher";
+
+/// What a tray menu item does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MenuAction {
+    /// Start a recording, or stop the running one.
+    StartOrStop,
+    /// Pause the recording, or resume it.
+    PauseOrResume,
+    /// Bring the window to the front.
+    Open,
+    /// Quit Opptak (a running recording is stopped and saved first).
+    Quit,
+}
+
+impl MenuAction {
+    const ALL: [Self; 4] = [Self::StartOrStop, Self::PauseOrResume, Self::Open, Self::Quit];
+
+    /// The menu item's id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::StartOrStop => "start-or-stop",
+            Self::PauseOrResume => "pause-or-resume",
+            Self::Open => "open",
+            Self::Quit => "quit",
+        }
+    }
+
+    /// The action of the menu item `id`.
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.id() == id)
+    }
+}
+
+/// What the tray shows for one [`Activity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrayLook {
+    /// The icon's PNG.
+    pub icon: &'static [u8],
+    /// The tooltip.
+    pub tooltip: String,
+    /// The Start/Stop item's text.
+    pub start_or_stop: &'static str,
+    /// The Pause/Resume item's text, and whether it can be used.
+    pub pause_or_resume: (&'static str, bool),
+    /// The upload's progress (a disabled item), when something uploads.
+    pub upload: Option<String>,
+}
+
+/// The tray for `activity`.
+pub fn look(activity: Activity) -> TrayLook {
+    let (icon, tooltip, start_or_stop, pause_or_resume, upload): (&'static [u8], String, _, _, _) =
+        match activity {
+            Activity::Idle => (
+                include_bytes!("../../icons/tray/idle.png"),
+                "Opptak — not recording".to_owned(),
+                "Start recording",
+                ("Pause recording", false),
+                None,
+            ),
+            Activity::Recording => (
+                include_bytes!("../../icons/tray/recording.png"),
+                "Opptak — recording".to_owned(),
+                "Stop recording",
+                ("Pause recording", true),
+                None,
+            ),
+            Activity::Paused => (
+                include_bytes!("../../icons/tray/paused.png"),
+                "Opptak — recording paused".to_owned(),
+                "Stop recording",
+                ("Resume recording", true),
+                None,
+            ),
+            Activity::Uploading { percent } => (
+                include_bytes!("../../icons/tray/uploading.png"),
+                format!("Opptak — uploading {percent} %"),
+                "Start recording",
+                ("Pause recording", false),
+                Some(format!("Uploading {percent} %")),
+            ),
+        };
+    TrayLook { icon, tooltip, start_or_stop, pause_or_resume, upload }
+}
+
+/// Runs the menu item `action`: plain calls over the engine.
+pub fn on_menu<R: Runtime>(app: &AppHandle<R>, action: MenuAction) {
+    match action {
+        MenuAction::StartOrStop => controls::spawn(app, "tray start/stop", |engine| async move {
+            controls::toggle(&engine).await.map(drop)
+        }),
+        MenuAction::PauseOrResume => controls::spawn(app, "tray pause/resume", |engine| async move {
+            controls::pause_or_resume(&engine).await
+        }),
+        MenuAction::Open => controls::show_window(app),
+        MenuAction::Quit => crate::closing::quit(app),
+    }
+}
+
+/// The menu items whose text follows the activity.
+struct Items<R: Runtime> {
+    start_or_stop: MenuItem<R>,
+    pause_or_resume: MenuItem<R>,
+    upload: MenuItem<R>,
+}
+
+impl<R: Runtime> Items<R> {
+    fn show(&self, tray: &TrayIcon<R>, look: &TrayLook) -> tauri::Result<()> {
+        self.start_or_stop.set_text(look.start_or_stop)?;
+        self.pause_or_resume.set_text(look.pause_or_resume.0)?;
+        self.pause_or_resume.set_enabled(look.pause_or_resume.1)?;
+        self.upload.set_text(look.upload.as_deref().unwrap_or("No upload running"))?;
+        tray.set_icon(Some(Image::from_bytes(look.icon)?))?;
+        tray.set_tooltip(Some(&look.tooltip))
+    }
+}
+
+/// Builds the tray and keeps it following `activity`.
+pub fn create<R: Runtime>(app: &AppHandle<R>, mut activity: watch::Receiver<Activity>) -> tauri::Result<()> {
+    let first = look(*activity.borrow_and_update());
+    let items = Items {
+        start_or_stop: MenuItem::with_id(
+            app,
+            MenuAction::StartOrStop.id(),
+            first.start_or_stop,
+            true,
+            None::<&str>,
+        )?,
+        pause_or_resume: MenuItem::with_id(
+            app,
+            MenuAction::PauseOrResume.id(),
+            first.pause_or_resume.0,
+            first.pause_or_resume.1,
+            None::<&str>,
+        )?,
+        upload: MenuItem::with_id(app, "upload-progress", "No upload running", false, None::<&str>)?,
+    };
+    let open = MenuItem::with_id(app, MenuAction::Open.id(), "Open Opptak", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, MenuAction::Quit.id(), "Quit Opptak", true, None::<&str>)?;
+    let separator = PredefinedMenuItem::separator(app)?;
+    let menu = Menu::with_items(
+        app,
+        &[&items.start_or_stop, &items.pause_or_resume, &items.upload, &separator, &open, &quit],
+    )?;
+    let tray = TrayIconBuilder::with_id(TRAY_ID)
+        .icon(Image::from_bytes(first.icon)?)
+        .tooltip(&first.tooltip)
+        .menu(&menu)
+        .show_menu_on_left_click(true)
+        .on_menu_event(|app, event| match MenuAction::from_id(event.id().as_ref()) {
+            Some(action) => on_menu(app, action),
+            None => tracing::debug!(id = ?event.id(), "tray item without an action"),
+        })
+        .build(app)?;
+    items.show(&tray, &first)?;
+    tauri::async_runtime::spawn(async move {
+        while activity.changed().await.is_ok() {
+            let now = look(*activity.borrow_and_update());
+            if let Err(err) = items.show(&tray, &now) {
+                tracing::warn!(error = %err, "the tray could not show the new state");
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Whether a StatusNotifier host registry is on the session bus, or why
+/// that cannot be known. Blocks on D-Bus: call it off the main thread.
+#[cfg(target_os = "linux")]
+pub fn tray_host() -> Result<bool, String> {
+    let bus = zbus::blocking::Connection::session().map_err(|err| format!("no session bus ({err})"))?;
+    let names = zbus::blocking::fdo::DBusProxy::new(&bus).map_err(|err| err.to_string())?;
+    let watcher = zbus::names::BusName::try_from(STATUS_NOTIFIER_WATCHER).map_err(|err| err.to_string())?;
+    names.name_has_owner(watcher).map_err(|err| err.to_string())
+}
+
+/// Elsewhere the system tray is always there.
+#[cfg(not(target_os = "linux"))]
+pub fn tray_host() -> Result<bool, String> {
+    Ok(true)
+}
+
+/// Checks for a tray host, remembers the answer and, when there is none,
+/// logs it once. The window reads the answer (`desktop_status`) and says
+/// so in Settings and in the close dialog: an event sent now could reach
+/// the page before it listens.
+pub fn check_host<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    std::thread::spawn(move || {
+        let shown = match tray_host() {
+            Ok(shown) => shown,
+            Err(why) => {
+                tracing::warn!(why, "cannot tell whether a tray host runs");
+                false
+            }
+        };
+        *app.state::<Desktop>().tray_shown.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some(shown);
+        if !shown {
+            tracing::warn!(host = STATUS_NOTIFIER_WATCHER, "no tray host: the window stays open");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tray_shows_each_state_in_its_icon_tooltip_and_menu() {
+        let idle = look(Activity::Idle);
+        assert_eq!(
+            (idle.start_or_stop, idle.pause_or_resume),
+            ("Start recording", ("Pause recording", false))
+        );
+        assert_eq!(idle.upload, None);
+        let recording = look(Activity::Recording);
+        assert_eq!(recording.start_or_stop, "Stop recording");
+        assert_eq!(recording.pause_or_resume, ("Pause recording", true));
+        assert_eq!(recording.tooltip, "Opptak — recording");
+        let paused = look(Activity::Paused);
+        assert_eq!(paused.pause_or_resume, ("Resume recording", true));
+        let uploading = look(Activity::Uploading { percent: 43 });
+        assert_eq!(uploading.upload.as_deref(), Some("Uploading 43 %"));
+        assert_eq!(uploading.tooltip, "Opptak — uploading 43 %");
+        // Four different icons, each a PNG Tauri can load.
+        let icons = [idle.icon, recording.icon, paused.icon, uploading.icon];
+        for (n, icon) in icons.iter().enumerate() {
+            let image = Image::from_bytes(icon).expect("a PNG");
+            assert_eq!((image.width(), image.height()), (32, 32));
+            assert!(icons[..n].iter().all(|other| other != icon), "icon {n} is distinct");
+        }
+        for action in MenuAction::ALL {
+            assert_eq!(MenuAction::from_id(action.id()), Some(action));
+        }
+        assert_eq!(MenuAction::from_id("upload-progress"), None, "the progress item does nothing");
+    }
+}
