@@ -350,38 +350,17 @@ mod record_screen_tests {
     use std::sync::Arc;
 
     use opptak_core::{AppEngine, DataDir};
-    use serde_json::{Value, json};
-    use tauri::ipc::{CallbackFn, InvokeBody};
-    use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
-    use tauri::webview::InvokeRequest;
+    use serde_json::json;
+    use tauri::test::MockRuntime;
 
-    use crate::{AppState, CommandError};
+    use crate::CommandError;
+    use crate::test_support::{call, mock_window};
 
     fn window(data_dir: &std::path::Path) -> (tauri::App<MockRuntime>, tauri::WebviewWindow<MockRuntime>) {
         let engine = opptak_core::Opptak::open(&DataDir::at(data_dir))
             .map(|opptak| Arc::new(AppEngine::with_destination(opptak, None, "nowhere (test)".into())))
             .map_err(CommandError::from);
-        let state =
-            AppState { data_dir: DataDir::at(data_dir), log_file: data_dir.join("logs/opptak.log"), engine };
-        let app = crate::create_app(mock_builder(), state).build(mock_context(noop_assets())).unwrap();
-        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-        (app, webview)
-    }
-
-    fn call(webview: &tauri::WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
-        get_ipc_response(
-            webview,
-            InvokeRequest {
-                cmd: cmd.into(),
-                callback: CallbackFn(0),
-                error: CallbackFn(1),
-                url: "tauri://localhost".parse().unwrap(),
-                body: InvokeBody::Json(args),
-                headers: Default::default(),
-                invoke_key: INVOKE_KEY.to_string(),
-            },
-        )
-        .map(|body| body.deserialize::<Value>().unwrap())
+        mock_window(data_dir, engine)
     }
 
     #[test]

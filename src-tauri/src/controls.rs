@@ -289,69 +289,6 @@ mod tests {
     use std::time::{Duration, Instant};
     use tauri_plugin_global_shortcut::{ShortcutEvent, ShortcutState};
 
-    /// Set in the copy of the test binary that runs with the virtual
-    /// microphone (its sound library reads `PULSE_SERVER` as it connects).
-    const WITH_VIRTUAL_MICROPHONE: &str = "OPPTAK_TEST_CONTROLS_MICROPHONE";
-
-    /// A PulseAudio daemon whose default source is a null sink's monitor,
-    /// killed by PID on drop; `None` (skip) where PulseAudio is missing
-    /// outside CI.
-    struct VirtualMicrophone {
-        daemon: std::process::Child,
-        runtime_dir: tempfile::TempDir,
-    }
-
-    impl VirtualMicrophone {
-        fn start() -> Option<Self> {
-            let runtime_dir = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(runtime_dir.path().join("pulse")).unwrap();
-            let socket = runtime_dir.path().join("pulse/native");
-            let script = runtime_dir.path().join("virtual-mic.pa");
-            std::fs::write(
-                &script,
-                format!(
-                    "load-module module-native-protocol-unix auth-anonymous=1 socket={}\n\
-                     load-module module-null-sink sink_name=vsink rate=48000 channels=1 format=s16le\n\
-                     set-default-source vsink.monitor\n",
-                    socket.display()
-                ),
-            )
-            .unwrap();
-            let spawned = std::process::Command::new("pulseaudio")
-                .args(["-n", "-F"])
-                .arg(&script)
-                .args(["--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--disable-shm=yes"])
-                .env("XDG_RUNTIME_DIR", runtime_dir.path())
-                .env("HOME", runtime_dir.path())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn();
-            let daemon = match spawned {
-                Ok(daemon) => daemon,
-                Err(err) if std::env::var_os("CI").is_none() => {
-                    eprintln!("skipped: PulseAudio is needed for a virtual microphone ({err})");
-                    return None;
-                }
-                Err(err) => panic!("PulseAudio is needed for a virtual microphone: {err}"),
-            };
-            let mut microphone = Self { daemon, runtime_dir };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !socket.exists() {
-                assert!(microphone.daemon.try_wait().unwrap().is_none(), "PulseAudio exited");
-                assert!(Instant::now() < deadline, "PulseAudio did not open its socket");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Some(microphone)
-        }
-    }
-
-    impl Drop for VirtualMicrophone {
-        fn drop(&mut self) {
-            let _ = self.daemon.kill();
-            let _ = self.daemon.wait();
-        }
-    }
-
     /// Waits (bounded) until the activity is `wanted`.
     fn wait_for(
         activity: &mut watch::Receiver<Activity>,
@@ -372,20 +309,9 @@ mod tests {
     /// server, and the activity the tray shows follows each step.
     #[test]
     fn tray_shortcut_and_toggle_drive_a_real_recording_to_safe_on_the_server() {
-        if std::env::var_os(WITH_VIRTUAL_MICROPHONE).is_none() {
-            let Some(microphone) = VirtualMicrophone::start() else { return };
-            let server = format!("unix:{}", microphone.runtime_dir.path().join("pulse/native").display());
-            let status = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "controls::tests::tray_shortcut_and_toggle_drive_a_real_recording_to_safe_on_the_server",
-                ])
-                .args(["--nocapture", "--test-threads=1"])
-                .env(WITH_VIRTUAL_MICROPHONE, "1")
-                .env("PULSE_SERVER", server)
-                .status()
-                .unwrap();
-            assert!(status.success(), "the run with the virtual microphone failed: {status}");
+        if crate::test_support::ran_in_a_child(
+            "controls::tests::tray_shortcut_and_toggle_drive_a_real_recording_to_safe_on_the_server",
+        ) {
             return;
         }
         let temp = tempfile::tempdir().unwrap();

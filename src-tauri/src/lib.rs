@@ -22,6 +22,8 @@ pub mod instance;
 pub mod library;
 pub mod settings;
 pub mod shortcut;
+#[cfg(test)]
+mod test_support;
 pub mod tray;
 
 pub use error::CommandError;
@@ -177,9 +179,7 @@ pub fn run() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tauri::ipc::{CallbackFn, InvokeBody};
-    use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
-    use tauri::webview::InvokeRequest;
+    use crate::test_support::{call, mock_window};
 
     fn invoke(cmd: &str, data_dir: &std::path::Path) -> Result<serde_json::Value, serde_json::Value> {
         invoke_with(cmd, data_dir, serde_json::json!({}))
@@ -197,39 +197,6 @@ mod tests {
             .map_err(CommandError::from);
         let (_app, webview) = mock_window(data_dir, engine);
         call(&webview, cmd, args)
-    }
-
-    fn mock_window(
-        data_dir: &std::path::Path,
-        engine: Result<Arc<AppEngine>, CommandError>,
-    ) -> (tauri::App<tauri::test::MockRuntime>, tauri::WebviewWindow<tauri::test::MockRuntime>) {
-        let state =
-            AppState { data_dir: DataDir::at(data_dir), log_file: data_dir.join("logs/opptak.log"), engine };
-        let app =
-            create_app(mock_builder(), state).build(mock_context(noop_assets())).expect("mock app builds");
-        let webview =
-            tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().expect("mock window");
-        (app, webview)
-    }
-
-    fn call(
-        webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
-        cmd: &str,
-        args: serde_json::Value,
-    ) -> Result<serde_json::Value, serde_json::Value> {
-        get_ipc_response(
-            webview,
-            InvokeRequest {
-                cmd: cmd.into(),
-                callback: CallbackFn(0),
-                error: CallbackFn(1),
-                url: "tauri://localhost".parse().unwrap(),
-                body: InvokeBody::Json(args),
-                headers: Default::default(),
-                invoke_key: INVOKE_KEY.to_string(),
-            },
-        )
-        .map(|body| body.deserialize::<serde_json::Value>().unwrap())
     }
 
     #[test]
@@ -285,85 +252,11 @@ mod tests {
         assert!(info["destination"].as_str().unwrap().contains("cannot be used"), "{info}");
     }
 
-    /// Set in the copy of the test binary that runs with the virtual
-    /// microphone: the sound library reads `PULSE_SERVER` when it connects,
-    /// and this process's own environment cannot be changed safely.
-    const WITH_VIRTUAL_MICROPHONE: &str = "OPPTAK_TEST_VIRTUAL_MICROPHONE";
-
-    /// A PulseAudio daemon whose default source is the monitor of a null
-    /// sink (as `opptak_tests::PulseAudio` starts it), killed by PID on drop.
-    struct VirtualMicrophone {
-        daemon: std::process::Child,
-        runtime_dir: tempfile::TempDir,
-    }
-
-    impl VirtualMicrophone {
-        fn start() -> Option<Self> {
-            let runtime_dir = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(runtime_dir.path().join("pulse")).unwrap();
-            let socket = runtime_dir.path().join("pulse/native");
-            let script = runtime_dir.path().join("virtual-mic.pa");
-            std::fs::write(
-                &script,
-                format!(
-                    "load-module module-native-protocol-unix auth-anonymous=1 socket={}\n\
-                     load-module module-null-sink sink_name=vsink rate=48000 channels=1 format=s16le\n\
-                     set-default-source vsink.monitor\n",
-                    socket.display()
-                ),
-            )
-            .unwrap();
-            let spawned = std::process::Command::new("pulseaudio")
-                .args(["-n", "-F"])
-                .arg(&script)
-                .args(["--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--disable-shm=yes"])
-                .env("XDG_RUNTIME_DIR", runtime_dir.path())
-                .env("HOME", runtime_dir.path())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn();
-            let daemon = match spawned {
-                Ok(daemon) => daemon,
-                Err(err) if std::env::var_os("CI").is_none() => {
-                    eprintln!("skipped: PulseAudio is needed for a virtual microphone ({err})");
-                    return None;
-                }
-                Err(err) => panic!("PulseAudio is needed for a virtual microphone: {err}"),
-            };
-            let mut microphone = Self { daemon, runtime_dir };
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while !socket.exists() {
-                assert!(microphone.daemon.try_wait().unwrap().is_none(), "PulseAudio exited");
-                assert!(std::time::Instant::now() < deadline, "PulseAudio did not open its socket");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Some(microphone)
-        }
-
-        fn server(&self) -> String {
-            format!("unix:{}", self.runtime_dir.path().join("pulse/native").display())
-        }
-    }
-
-    impl Drop for VirtualMicrophone {
-        fn drop(&mut self) {
-            let _ = self.daemon.kill();
-            let _ = self.daemon.wait();
-        }
-    }
-
     #[test]
     fn recording_commands_drive_a_real_recording_to_safe_on_the_server() {
-        if std::env::var_os(WITH_VIRTUAL_MICROPHONE).is_none() {
-            let Some(microphone) = VirtualMicrophone::start() else { return };
-            let status = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "tests::recording_commands_drive_a_real_recording_to_safe_on_the_server"])
-                .args(["--nocapture", "--test-threads=1"])
-                .env(WITH_VIRTUAL_MICROPHONE, "1")
-                .env("PULSE_SERVER", microphone.server())
-                .status()
-                .unwrap();
-            assert!(status.success(), "the run with the virtual microphone failed: {status}");
+        if crate::test_support::ran_in_a_child(
+            "tests::recording_commands_drive_a_real_recording_to_safe_on_the_server",
+        ) {
             return;
         }
         let temp = tempfile::tempdir().unwrap();

@@ -150,9 +150,8 @@ mod tests {
     use opptak_core::{AppEngine, DataDir};
     use serde_json::{Value, json};
     use tauri::Manager;
-    use tauri::ipc::{CallbackFn, InvokeBody, InvokeResponseBody};
-    use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
-    use tauri::webview::InvokeRequest;
+    use tauri::ipc::InvokeResponseBody;
+    use tauri::test::MockRuntime;
 
     use super::*;
 
@@ -173,30 +172,12 @@ mod tests {
                     .map(|opptak| AppEngine::with_destination(opptak, None, "nowhere (test)".into()))
                     .map_err(CommandError::from)
             };
-            let state = AppState {
-                data_dir: dir,
-                log_file: data_dir.join("logs/opptak.log"),
-                engine: engine.map(Arc::new),
-            };
-            let app = crate::create_app(mock_builder(), state).build(mock_context(noop_assets())).unwrap();
-            let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+            let (app, webview) = crate::test_support::mock_window(data_dir, engine.map(Arc::new));
             Self { app, webview }
         }
 
         fn call(&self, cmd: &str, args: Value) -> Result<Value, Value> {
-            get_ipc_response(
-                &self.webview,
-                InvokeRequest {
-                    cmd: cmd.into(),
-                    callback: CallbackFn(0),
-                    error: CallbackFn(1),
-                    url: "tauri://localhost".parse().unwrap(),
-                    body: InvokeBody::Json(args),
-                    headers: Default::default(),
-                    invoke_key: INVOKE_KEY.to_string(),
-                },
-            )
-            .map(|body| body.deserialize::<Value>().unwrap())
+            crate::test_support::call(&self.webview, cmd, args)
         }
 
         fn code(&self, cmd: &str, args: Value) -> String {

@@ -225,9 +225,7 @@ mod tests {
     use super::*;
     use opptak_core::DataDir;
     use serde_json::{Value, json};
-    use tauri::ipc::{CallbackFn, InvokeBody};
-    use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
-    use tauri::webview::InvokeRequest;
+    use tauri::test::MockRuntime;
 
     struct MockApp {
         _app: tauri::App<MockRuntime>,
@@ -236,13 +234,7 @@ mod tests {
 
     impl MockApp {
         fn new(data_dir: &std::path::Path, engine: Result<Arc<AppEngine>, CommandError>) -> Self {
-            let state = AppState {
-                data_dir: DataDir::at(data_dir),
-                log_file: data_dir.join("logs/opptak.log"),
-                engine,
-            };
-            let app = crate::create_app(mock_builder(), state).build(mock_context(noop_assets())).unwrap();
-            let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+            let (app, webview) = crate::test_support::mock_window(data_dir, engine);
             Self { _app: app, webview }
         }
 
@@ -254,19 +246,7 @@ mod tests {
         }
 
         fn call(&self, cmd: &str, args: Value) -> Result<Value, Value> {
-            get_ipc_response(
-                &self.webview,
-                InvokeRequest {
-                    cmd: cmd.into(),
-                    callback: CallbackFn(0),
-                    error: CallbackFn(1),
-                    url: "tauri://localhost".parse().unwrap(),
-                    body: InvokeBody::Json(args),
-                    headers: Default::default(),
-                    invoke_key: INVOKE_KEY.to_string(),
-                },
-            )
-            .map(|body| body.deserialize::<Value>().unwrap())
+            crate::test_support::call(&self.webview, cmd, args)
         }
 
         fn code_of(&self, cmd: &str, args: Value) -> String {
