@@ -18,7 +18,7 @@ fn library_error(err: opptak_core::Error) -> CommandError {
         Engine::StillRecording { .. } => "still_recording",
         Engine::BlankName => "blank_name",
         Engine::Delete { .. } => "delete_failed",
-        Engine::File { .. } => "not_a_recording_file",
+        Engine::File { .. } | Engine::UnknownKind { .. } => "not_a_recording_file",
         _ => return err.into(),
     };
     CommandError::new(code, err.to_string())

@@ -37,7 +37,7 @@ fn core_hint(err: &opptak_core::Error) -> Option<String> {
         Engine::NoHomeDirectory | Engine::DataDirUnusable { .. } => Some(data_dir_hint()),
         Engine::Embedded(_) => Some("Run `opptak doctor` to see what is wrong.".into()),
         Engine::Recording(_) => Some("`opptak recordings` lists what was kept.".into()),
-        Engine::File { .. } => {
+        Engine::UnknownKind { .. } => {
             Some("Pass --content-type (audio/wav, audio/flac, audio/ogg, video/mp4, video/webm) if the file's name does not say it.".into())
         }
         Engine::Credentials(_) => Some("Add the server again with --url and --token.".into()),

@@ -126,8 +126,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // An unusable data directory is one of the doctor's findings, so
             // logging to it is best effort here.
             let log = logging::init(&data_dir, log_format).ok();
-            let report = opptak_core::doctor::run(&data_dir);
+            let mut report = opptak_core::doctor::run(&data_dir);
             tracing::info!(ok = report.ok, "doctor finished");
+            // The engine's advice names no flag (the app shows it too).
+            if let Some(advice) = report
+                .checks
+                .iter_mut()
+                .find(|check| check.id == "data-dir")
+                .and_then(|check| check.advice.as_mut())
+            {
+                advice.push(' ');
+                advice.push_str(&hints::data_dir_hint());
+            }
             let log_file = log.as_ref().map(|guard| guard.file().to_path_buf());
             if json {
                 let value = serde_json::json!({
@@ -185,9 +195,6 @@ fn print_report(report: &DoctorReport, data_dir: &DataDir, log_file: Option<&std
         println!("[{mark}] {}: {}", check.title, check.detail);
         if let Some(advice) = &check.advice {
             println!("          What to do: {advice}");
-            if check.id == "data-dir" {
-                println!("          {}", hints::data_dir_hint());
-            }
         }
     }
     println!();

@@ -70,6 +70,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A file given to upload is not a kind of recording Opptak knows.
+    #[error(
+        "Cannot upload {path}: Opptak uploads WAV, FLAC, Ogg, MP4 and WebM recordings, and its name says none of these. Rename it or convert it to one of those."
+    )]
+    UnknownKind {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// The embedded server could not start.
     #[error(
         "Opptak's own server on this computer could not start: {0}. Close Opptak and open it again; if this happens again, look at the computer check for what is wrong."

@@ -645,11 +645,7 @@ pub(crate) fn uploadable(path: &Path) -> Result<()> {
     if crate::uploads::content_type_of(path).is_some() {
         return Ok(());
     }
-    Err(Error::File {
-        path: path.to_path_buf(),
-        reason: "Opptak uploads WAV, FLAC, Ogg, MP4 and WebM recordings, and this file is none of these"
-            .into(),
-    })
+    Err(Error::UnknownKind { path: path.to_path_buf() })
 }
 
 /// The API's URL of the recording on its server, when a session gave it a

@@ -585,12 +585,7 @@ fn add_file_now(
     }
     let content_type = match content_type.or_else(|| content_type_of(&path)) {
         Some(content_type) => content_type.to_owned(),
-        None => {
-            return Err(Error::File {
-                path,
-                reason: "its name does not end in a kind of recording Opptak knows (.wav, .flac, .ogg, .mp4, .webm); rename it or convert it to one of those".into(),
-            });
-        }
+        None => return Err(Error::UnknownKind { path }),
     };
     let content_type = content_type.as_str();
     if let Some(existing) = journal.recording_by_path(&path).map_err(journal_error)? {

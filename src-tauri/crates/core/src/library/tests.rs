@@ -119,7 +119,7 @@ async fn an_uploaded_file_is_listed_uploading_then_safe_with_its_link_on_the_ser
     let not_media = temp.path().join("notes.txt");
     std::fs::write(&not_media, b"notes").unwrap();
     let refused = library.upload_file(&not_media, &embedded).await.unwrap_err();
-    assert!(matches!(refused, Error::File { .. }) && !refused.to_string().contains("--"), "{refused}");
+    assert!(matches!(refused, Error::UnknownKind { .. }) && !refused.to_string().contains("--"), "{refused}");
     drop(opptak);
 }
 

@@ -251,7 +251,18 @@ pub async fn the_sweep_skips_held_sessions(meta: Arc<dyn MetaStore>) {
     assert!(skipped.is_none(), "a held session was handed to the sweep");
     assert!(meta.lock_expired_session("new").await.unwrap().is_none(), "an unexpired session is not swept");
     drop(held);
-    let swept = meta.lock_expired_session("old").await.unwrap().expect("a free expired session is taken");
+    // A dropped PostgreSQL transaction rolls back (and frees its row lock)
+    // on its connection's next use, a moment after the drop.
+    let swept = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Some(swept) = meta.lock_expired_session("old").await.unwrap() {
+                return swept;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a free expired session is taken");
     swept.expire().await.unwrap();
     assert!(meta.lock_expired_session("old").await.unwrap().is_none(), "nor twice");
     let guard = meta.lock_session(user, "old", SessionAccess::Shared).await.unwrap().unwrap();
