@@ -77,27 +77,14 @@ fn start_instances(
     database: Option<&str>,
     count: usize,
 ) -> Vec<OpptakServe> {
-    let endpoint = seaweed.endpoint();
     (0..count)
         .map(|index| {
             let name = format!("{row}-{index}");
-            let mut args = vec![
-                "--part-size-mib",
-                "5",
-                "--store",
-                "s3",
-                "--s3-endpoint",
-                &endpoint,
-                "--s3-bucket",
-                bucket,
-                "--s3-path-style",
-                "--instance-id",
-                &name,
-            ];
+            let mut args = vec!["--instance-id", &name];
             if let Some(database) = database {
                 args.extend(["--database-url", database]);
             }
-            OpptakServe::start(&temp.join(&name), &args, &seaweed.env()).unwrap()
+            OpptakServe::start_on_bucket(&temp.join(&name), seaweed, bucket, &args, &[]).unwrap()
         })
         .collect()
 }

@@ -41,8 +41,21 @@ impl OpptakServe {
     /// `opptak serve --store s3` on a new bucket `bucket` of `seaweed`, with 5 MiB parts.
     pub fn start_on_seaweed(data_dir: &Path, seaweed: &SeaweedFs, bucket: &str) -> anyhow::Result<Self> {
         seaweed.create_bucket(bucket)?;
+        Self::start_on_bucket(data_dir, seaweed, bucket, &[], &[])
+    }
+
+    /// `opptak serve --store s3` on the existing bucket `bucket` of
+    /// `seaweed`, with 5 MiB parts, `extra` flags and `env` besides
+    /// SeaweedFS's credentials.
+    pub fn start_on_bucket(
+        data_dir: &Path,
+        seaweed: &SeaweedFs,
+        bucket: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let endpoint = seaweed.endpoint();
-        let args = [
+        let mut args = vec![
             "--part-size-mib",
             "5",
             "--store",
@@ -53,7 +66,10 @@ impl OpptakServe {
             bucket,
             "--s3-path-style",
         ];
-        Self::start(data_dir, &args, &seaweed.env())
+        args.extend_from_slice(extra);
+        let mut env = env.to_vec();
+        env.extend(seaweed.env());
+        Self::start(data_dir, &args, &env)
     }
 
     /// Like [`start`](Self::start), listening on `listen`.

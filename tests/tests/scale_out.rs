@@ -84,31 +84,16 @@ fn two_instances_share_one_database_and_every_upload_becomes_ready_once() {
     let Some(seaweed) = SeaweedFs::start().unwrap() else { return };
     let url = postgres.fresh_database().unwrap();
     let temp = tempfile::tempdir().unwrap();
-    let s3_args = |bucket: &str| {
-        seaweed.create_bucket(bucket).unwrap();
-        [
-            "--part-size-mib".to_owned(),
-            "5".into(),
-            "--store".into(),
-            "s3".into(),
-            "--s3-endpoint".into(),
-            seaweed.endpoint(),
-            "--s3-bucket".into(),
-            bucket.into(),
-            "--s3-path-style".into(),
-        ]
-    };
-    let args = s3_args("scale-out");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    seaweed.create_bucket("scale-out").unwrap();
     // One instance takes the URL from the environment, the other from the flag.
     // Likewise the instance id: from the environment, and from the flag.
-    let mut env = seaweed.env();
-    env.push(("OPPTAK_DATABASE_URL", url.clone()));
-    env.push(("OPPTAK_INSTANCE_ID", "app-a".into()));
-    let first = OpptakServe::start(&temp.path().join("serve-a"), &args, &env).unwrap();
-    let with_flag: Vec<&str> =
-        args.iter().copied().chain(["--database-url", url.as_str(), "--instance-id", "app-b"]).collect();
-    let second = OpptakServe::start(&temp.path().join("serve-b"), &with_flag, &seaweed.env()).unwrap();
+    let env = [("OPPTAK_DATABASE_URL", url.clone()), ("OPPTAK_INSTANCE_ID", "app-a".into())];
+    let first =
+        OpptakServe::start_on_bucket(&temp.path().join("serve-a"), &seaweed, "scale-out", &[], &env).unwrap();
+    let with_flag = ["--database-url", url.as_str(), "--instance-id", "app-b"];
+    let second =
+        OpptakServe::start_on_bucket(&temp.path().join("serve-b"), &seaweed, "scale-out", &with_flag, &[])
+            .unwrap();
 
     // Counts every write that leaves a recording `ready`, so a second
     // verification of one recording shows even though the status stays the same.

@@ -22,29 +22,9 @@ fn instance(
     name: &str,
     failpoint: Option<String>,
 ) -> OpptakServe {
-    let endpoint = seaweed.endpoint();
-    let args = [
-        "--part-size-mib",
-        "5",
-        "--store",
-        "s3",
-        "--s3-endpoint",
-        &endpoint,
-        "--s3-bucket",
-        bucket,
-        "--s3-path-style",
-        "--database-url",
-        database,
-        "--instance-id",
-        name,
-        "--job-lease-seconds",
-        "2",
-    ];
-    let mut env = seaweed.env();
-    if let Some(failpoint) = failpoint {
-        env.push(("OPPTAK_TEST_FAILPOINT", failpoint));
-    }
-    OpptakServe::start(&temp.join(name), &args, &env).unwrap()
+    let args = ["--database-url", database, "--instance-id", name, "--job-lease-seconds", "2"];
+    let env: Vec<_> = failpoint.map(|failpoint| ("OPPTAK_TEST_FAILPOINT", failpoint)).into_iter().collect();
+    OpptakServe::start_on_bucket(&temp.join(name), seaweed, bucket, &args, &env).unwrap()
 }
 
 fn count_ready_writes(postgres: &Postgres, database: &str) {

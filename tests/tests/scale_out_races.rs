@@ -30,25 +30,11 @@ fn two_instances(
     extra: &[&str],
 ) -> (OpptakServe, OpptakServe) {
     seaweed.create_bucket(bucket).unwrap();
-    let endpoint = seaweed.endpoint();
-    let mut args = vec![
-        "--part-size-mib",
-        "5",
-        "--store",
-        "s3",
-        "--s3-endpoint",
-        &endpoint,
-        "--s3-bucket",
-        bucket,
-        "--s3-path-style",
-        "--database-url",
-        database,
-    ];
-    args.extend_from_slice(extra);
     let start = |name: &str| {
-        let mut args = args.clone();
-        args.extend(["--instance-id", name]);
-        OpptakServe::start(&temp.join(format!("{bucket}-{name}")), &args, &seaweed.env()).unwrap()
+        let mut args = vec!["--database-url", database, "--instance-id", name];
+        args.extend_from_slice(extra);
+        OpptakServe::start_on_bucket(&temp.join(format!("{bucket}-{name}")), seaweed, bucket, &args, &[])
+            .unwrap()
     };
     (start("a"), start("b"))
 }

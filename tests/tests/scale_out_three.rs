@@ -139,26 +139,18 @@ fn three_instances_thirty_uploads_every_request_to_a_random_instance() {
     let database = postgres.fresh_database().unwrap();
     seaweed.create_bucket("three").unwrap();
     let temp = tempfile::tempdir().unwrap();
-    let endpoint = seaweed.endpoint();
     let instances: Vec<OpptakServe> = ["a", "b", "c"]
         .iter()
         .map(|name| {
-            let args = [
-                "--part-size-mib",
-                "5",
-                "--store",
-                "s3",
-                "--s3-endpoint",
-                &endpoint,
-                "--s3-bucket",
+            let args = ["--database-url", &database, "--instance-id", name];
+            OpptakServe::start_on_bucket(
+                &temp.path().join(format!("serve-{name}")),
+                &seaweed,
                 "three",
-                "--s3-path-style",
-                "--database-url",
-                &database,
-                "--instance-id",
-                name,
-            ];
-            OpptakServe::start(&temp.path().join(format!("serve-{name}")), &args, &seaweed.env()).unwrap()
+                &args,
+                &[],
+            )
+            .unwrap()
         })
         .collect();
     postgres
