@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use opptak_core::AppEngine;
+use opptak_core::app_engine::{RecordingSource, VideoSize, VideoSources};
 use opptak_core::doctor::DoctorReport;
 use serde::Serialize;
 use tauri::State;
@@ -168,10 +169,22 @@ pub struct RecordingStarted {
     pub destination: String,
 }
 
-/// Starts recording `device` (`null`: the system default) as `name`
-/// (blank: a name with the date and time). Levels, elapsed time, warnings
-/// and, after Stop, where the recording is arrive on `on_event` until it is
-/// safe on the server or has failed.
+/// The screens and cameras this computer offers, and which of Microphone,
+/// Screen, Camera and Screen + camera can be recorded, with why not.
+#[tauri::command]
+#[specta::specta]
+pub async fn list_video_sources() -> Result<VideoSources, CommandError> {
+    // GStreamer's first start reads its plugin registry from disk.
+    tauri::async_runtime::spawn_blocking(AppEngine::video_sources)
+        .await
+        .map_err(|err| stopped_unexpectedly("Looking for screens and cameras", err))
+}
+
+/// Starts recording `source` (`null`: the microphone alone) with the
+/// microphone `device` (`null`: the system default), a video at `size`
+/// (`null`: 720p), as `name` (blank: a name with the date and time).
+/// Levels, elapsed time, warnings and, after Stop, where the recording is
+/// arrive on `on_event` until it is safe on the server or has failed.
 #[tauri::command]
 #[specta::specta]
 pub async fn start_recording(
@@ -179,10 +192,14 @@ pub async fn start_recording(
     device: Option<String>,
     name: String,
     on_event: Channel<RecordEvent>,
+    source: Option<RecordingSource>,
+    size: Option<VideoSize>,
 ) -> Result<RecordingStarted, CommandError> {
     let engine = state.engine()?;
     let name = Some(name.trim().to_owned()).filter(|name| !name.is_empty());
-    let feed = engine.start(device.filter(|device| !device.is_empty()), name.clone()).await?;
+    let device = device.filter(|device| !device.is_empty());
+    let source = source.unwrap_or_default();
+    let feed = engine.start_source(&source, size.unwrap_or_default(), device, name.clone()).await?;
     let listed_as = engine
         .opptak()
         .journal()
@@ -394,6 +411,107 @@ mod record_screen_tests {
         let (_app, webview) = window(&blocker.join("data"));
         let err = call(&webview, "recording_space", json!({})).unwrap_err();
         assert_eq!(err["code"], "data_dir_unusable", "{err}");
+    }
+
+    /// An Xvfb display of this test's own, stopped by PID on drop.
+    struct VirtualDisplay(std::process::Child, String);
+
+    impl VirtualDisplay {
+        /// `None` (the test skips, after saying so) where Xvfb is missing outside CI.
+        fn start() -> Option<Self> {
+            use std::io::Read;
+            let spawned = std::process::Command::new("Xvfb")
+                .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            let mut xvfb = match spawned {
+                Ok(xvfb) => xvfb,
+                Err(err) if std::env::var_os("CI").is_none() => {
+                    eprintln!("skipped: Xvfb is needed for a screen to record ({err})");
+                    return None;
+                }
+                Err(err) => panic!("Xvfb is needed for a screen to record: {err}"),
+            };
+            // Xvfb writes its display number once it accepts connections.
+            let mut number = String::new();
+            let mut stdout = xvfb.stdout.take().unwrap();
+            let mut byte = [0u8; 1];
+            while stdout.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+                number.push(byte[0] as char);
+            }
+            assert!(!number.is_empty(), "Xvfb did not start");
+            Some(Self(xvfb, format!(":{}", number.trim())))
+        }
+    }
+
+    impl Drop for VirtualDisplay {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_screen_recording_started_from_the_window_is_a_video_safe_on_the_server() {
+        if crate::test_support::ran_in_a_child(
+            "commands::record_screen_tests::a_screen_recording_started_from_the_window_is_a_video_safe_on_the_server",
+        ) {
+            return;
+        }
+        let Some(display) = VirtualDisplay::start() else { return };
+        let temp = tempfile::tempdir().unwrap();
+        let engine = tauri::async_runtime::block_on(AppEngine::open(&DataDir::at(temp.path()))).unwrap();
+        let (_app, webview) = mock_window(temp.path(), Ok(Arc::new(engine)));
+
+        let sources = call(&webview, "list_video_sources", json!({})).unwrap();
+        let screen = sources["choices"].as_array().unwrap().iter().find(|c| c["kind"] == "screen").unwrap();
+        assert_eq!(screen["available"], true, "{sources}");
+        assert!(
+            sources["screens"].as_array().unwrap().iter().any(|s| s["display"] == display.1.as_str()),
+            "the test's display is listed: {sources}"
+        );
+
+        let microphones = call(&webview, "list_microphones", json!({})).unwrap();
+        let default = microphones[0]["name"].clone();
+        let args = json!({
+            "device": default,
+            "name": "Screen lesson",
+            "onEvent": "__CHANNEL__:7",
+            "source": {"kind": "screen", "display": display.1},
+            "size": "720p",
+        });
+        let started = call(&webview, "start_recording", args).unwrap();
+        assert_eq!(started["name"], "Screen lesson");
+        let journal = opptak_journal::Journal::open_in(temp.path()).unwrap();
+        // Recorded until the first fragments are durable on disk.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let recording = journal.recordings().unwrap().into_iter().next().unwrap();
+            if recording.durable_bytes > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "nothing durable: {recording:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(call(&webview, "pause_recording", json!({})).unwrap(), serde_json::Value::Null);
+        assert_eq!(call(&webview, "resume_recording", json!({})).unwrap(), serde_json::Value::Null);
+        assert_eq!(call(&webview, "stop_recording", json!({})).unwrap(), serde_json::Value::Null);
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let recordings = journal.recordings().unwrap();
+            assert_eq!(recordings.len(), 1);
+            let recording = &recordings[0];
+            assert!(recording.content_type == "video/mp4" && recording.is_video, "{recording:?}");
+            assert!(recording.path.extension().is_some_and(|ext| ext == "mp4"), "{recording:?}");
+            if recording.state == opptak_journal::RecordingState::Ready {
+                assert_eq!(recording.sha256, recording.server_sha256);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not safe on the server: {recording:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     #[test]

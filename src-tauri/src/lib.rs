@@ -16,10 +16,13 @@ pub mod awake;
 pub mod closing;
 pub mod commands;
 pub mod controls;
+pub mod diagnostics;
 mod error;
 pub mod events;
+pub mod i18n;
 pub mod instance;
 pub mod library;
+pub mod notify;
 pub mod settings;
 pub mod shortcut;
 #[cfg(test)]
@@ -46,6 +49,7 @@ pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
         commands::app_info,
         commands::doctor,
         commands::list_microphones,
+        commands::list_video_sources,
         commands::start_recording,
         commands::pause_recording,
         commands::resume_recording,
@@ -67,6 +71,7 @@ pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
         settings::set_default_destination,
         settings::test_connection,
         settings::set_upload_while_recording,
+        diagnostics::save_diagnostics,
         controls::desktop_status,
         shortcut::set_record_shortcut::<tauri::Wry>,
         closing::close_window::<tauri::Wry>
@@ -149,6 +154,7 @@ pub fn run() -> ExitCode {
         .plugin(instance::plugin())
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_global_shortcut::Builder::new().with_handler(shortcut::on_shortcut).build())
         .on_window_event(closing::on_window_event)
         // The Library plays recordings through the asset protocol, which
@@ -162,6 +168,9 @@ pub fn run() -> ExitCode {
                 tracing::error!(error = %err, "the microphone test cannot be played back");
             }
             controls::setup(app.handle(), &launch_args);
+            if let Ok(engine) = app.state::<AppState>().engine() {
+                notify::setup(app.handle(), engine);
+            }
             Ok(())
         });
     match create_app(builder, state).run(context) {

@@ -13,6 +13,7 @@ use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::watch;
 
 use crate::controls::{self, Activity, Desktop};
+use crate::i18n::{Language, Texts};
 
 /// The tray icon's id.
 const TRAY_ID: &str = "opptak";
@@ -66,37 +67,37 @@ pub struct TrayLook {
     pub upload: Option<String>,
 }
 
-/// The tray for `activity`.
-pub fn look(activity: Activity) -> TrayLook {
+/// The tray for `activity`, in the language of `texts`.
+pub fn look(activity: Activity, texts: Texts) -> TrayLook {
     let (icon, tooltip, start_or_stop, pause_or_resume, upload): (&'static [u8], String, _, _, _) =
         match activity {
             Activity::Idle => (
                 include_bytes!("../../icons/tray/idle.png"),
-                "Opptak — not recording".to_owned(),
-                "Start recording",
-                ("Pause recording", false),
+                texts.tooltip_idle().to_owned(),
+                texts.start_recording(),
+                (texts.pause_recording(), false),
                 None,
             ),
             Activity::Recording => (
                 include_bytes!("../../icons/tray/recording.png"),
-                "Opptak — recording".to_owned(),
-                "Stop recording",
-                ("Pause recording", true),
+                texts.tooltip_recording().to_owned(),
+                texts.stop_recording(),
+                (texts.pause_recording(), true),
                 None,
             ),
             Activity::Paused => (
                 include_bytes!("../../icons/tray/paused.png"),
-                "Opptak — recording paused".to_owned(),
-                "Stop recording",
-                ("Resume recording", true),
+                texts.tooltip_paused().to_owned(),
+                texts.stop_recording(),
+                (texts.resume_recording(), true),
                 None,
             ),
             Activity::Uploading { percent } => (
                 include_bytes!("../../icons/tray/uploading.png"),
-                format!("Opptak — uploading {percent} %"),
-                "Start recording",
-                ("Pause recording", false),
-                Some(format!("Uploading {percent} %")),
+                texts.tooltip_uploading(percent),
+                texts.start_recording(),
+                (texts.pause_recording(), false),
+                Some(texts.uploading(percent)),
             ),
         };
     TrayLook { icon, tooltip, start_or_stop, pause_or_resume, upload }
@@ -124,11 +125,11 @@ struct Items<R: Runtime> {
 }
 
 impl<R: Runtime> Items<R> {
-    fn show(&self, tray: &TrayIcon<R>, look: &TrayLook) -> tauri::Result<()> {
+    fn show(&self, tray: &TrayIcon<R>, look: &TrayLook, texts: Texts) -> tauri::Result<()> {
         self.start_or_stop.set_text(look.start_or_stop)?;
         self.pause_or_resume.set_text(look.pause_or_resume.0)?;
         self.pause_or_resume.set_enabled(look.pause_or_resume.1)?;
-        self.upload.set_text(look.upload.as_deref().unwrap_or("No upload running"))?;
+        self.upload.set_text(look.upload.as_deref().unwrap_or(texts.no_upload()))?;
         tray.set_icon(Some(Image::from_bytes(look.icon)?))?;
         tray.set_tooltip(Some(&look.tooltip))
     }
@@ -136,7 +137,9 @@ impl<R: Runtime> Items<R> {
 
 /// Builds the tray and keeps it following `activity`.
 pub fn create<R: Runtime>(app: &AppHandle<R>, mut activity: watch::Receiver<Activity>) -> tauri::Result<()> {
-    let first = look(*activity.borrow_and_update());
+    // The tray speaks the computer's language (Settings' "System default").
+    let texts = Texts::new(Language::current(None));
+    let first = look(*activity.borrow_and_update(), texts);
     let items = Items {
         start_or_stop: MenuItem::with_id(
             app,
@@ -152,10 +155,10 @@ pub fn create<R: Runtime>(app: &AppHandle<R>, mut activity: watch::Receiver<Acti
             first.pause_or_resume.1,
             None::<&str>,
         )?,
-        upload: MenuItem::with_id(app, "upload-progress", "No upload running", false, None::<&str>)?,
+        upload: MenuItem::with_id(app, "upload-progress", texts.no_upload(), false, None::<&str>)?,
     };
-    let open = MenuItem::with_id(app, MenuAction::Open.id(), "Open Opptak", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, MenuAction::Quit.id(), "Quit Opptak", true, None::<&str>)?;
+    let open = MenuItem::with_id(app, MenuAction::Open.id(), texts.open_app(), true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, MenuAction::Quit.id(), texts.quit_app(), true, None::<&str>)?;
     let separator = PredefinedMenuItem::separator(app)?;
     let menu = Menu::with_items(
         app,
@@ -171,11 +174,11 @@ pub fn create<R: Runtime>(app: &AppHandle<R>, mut activity: watch::Receiver<Acti
             None => tracing::debug!(id = ?event.id(), "tray item without an action"),
         })
         .build(app)?;
-    items.show(&tray, &first)?;
+    items.show(&tray, &first, texts)?;
     tauri::async_runtime::spawn(async move {
         while activity.changed().await.is_ok() {
-            let now = look(*activity.borrow_and_update());
-            if let Err(err) = items.show(&tray, &now) {
+            let now = look(*activity.borrow_and_update(), texts);
+            if let Err(err) = items.show(&tray, &now, texts) {
                 tracing::warn!(error = %err, "the tray could not show the new state");
             }
         }
@@ -227,19 +230,20 @@ mod tests {
 
     #[test]
     fn the_tray_shows_each_state_in_its_icon_tooltip_and_menu() {
-        let idle = look(Activity::Idle);
+        let english = Texts::new(Language::English);
+        let idle = look(Activity::Idle, english);
         assert_eq!(
             (idle.start_or_stop, idle.pause_or_resume),
             ("Start recording", ("Pause recording", false))
         );
         assert_eq!(idle.upload, None);
-        let recording = look(Activity::Recording);
+        let recording = look(Activity::Recording, english);
         assert_eq!(recording.start_or_stop, "Stop recording");
         assert_eq!(recording.pause_or_resume, ("Pause recording", true));
         assert_eq!(recording.tooltip, "Opptak — recording");
-        let paused = look(Activity::Paused);
+        let paused = look(Activity::Paused, english);
         assert_eq!(paused.pause_or_resume, ("Resume recording", true));
-        let uploading = look(Activity::Uploading { percent: 43 });
+        let uploading = look(Activity::Uploading { percent: 43 }, english);
         assert_eq!(uploading.upload.as_deref(), Some("Uploading 43 %"));
         assert_eq!(uploading.tooltip, "Opptak — uploading 43 %");
         // Four different icons, each a PNG Tauri can load.
@@ -253,5 +257,18 @@ mod tests {
             assert_eq!(MenuAction::from_id(action.id()), Some(action));
         }
         assert_eq!(MenuAction::from_id("upload-progress"), None, "the progress item does nothing");
+    }
+
+    #[test]
+    fn the_tray_speaks_nynorsk_and_bokmal() {
+        let nynorsk = look(Activity::Paused, Texts::new(Language::Nynorsk));
+        assert_eq!(nynorsk.tooltip, "Opptak — opptaket er på pause");
+        assert_eq!(nynorsk.start_or_stop, "Stopp opptaket");
+        assert_eq!(nynorsk.pause_or_resume, ("Hald fram med opptaket", true));
+        let bokmal = look(Activity::Idle, Texts::new(Language::Bokmal));
+        assert_eq!(bokmal.tooltip, "Opptak — tar ikke opp");
+        assert_eq!(bokmal.start_or_stop, "Start opptak");
+        let uploading = look(Activity::Uploading { percent: 5 }, Texts::new(Language::Bokmal));
+        assert_eq!(uploading.upload.as_deref(), Some("Laster opp 5 %"));
     }
 }

@@ -1,13 +1,15 @@
 //! Driving the desktop app's real window through tauri-driver and
 //! WebKitWebDriver: the session, selectors and waits the window tests share.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 
-use crate::{PulseAudio, TauriDriver, Xvfb, workspace_bin};
+use crate::{PulseAudio, TauriDriver, Xvfb, in_ci, workspace_bin};
 
 /// How long a window test waits for an element or a state.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -96,4 +98,55 @@ pub async fn elapsed_seconds(client: &Client) -> anyhow::Result<u32> {
     let seconds =
         shown.trim().split(':').try_fold(0u32, |total, part| part.parse::<u32>().map(|n| total * 60 + n));
     Ok(seconds.unwrap_or(0))
+}
+
+/// A private D-Bus session bus (`dbus-daemon --session`), stopped by PID on
+/// drop, so the machine's own desktop never sees the test's app: its
+/// single-instance channel, tray and notifications.
+pub struct SessionBus {
+    daemon: Child,
+    /// The bus's address, for `DBUS_SESSION_BUS_ADDRESS`.
+    pub address: String,
+}
+
+impl SessionBus {
+    /// Starts the bus; `None` (skip) off CI where dbus-daemon is missing.
+    pub fn start() -> Option<Self> {
+        let spawned = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut daemon = match spawned {
+            Ok(daemon) => daemon,
+            Err(err) if !in_ci() => {
+                eprintln!("skipped: dbus-daemon is needed for a session bus ({err})");
+                return None;
+            }
+            Err(err) => panic!("dbus-daemon is needed for a session bus: {err}"),
+        };
+        // The daemon prints its address once it listens.
+        let mut address = String::new();
+        BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut address).unwrap();
+        let address = address.trim().to_owned();
+        assert!(address.starts_with("unix:"), "dbus-daemon printed no address: {address:?}");
+        Some(Self { daemon, address })
+    }
+}
+
+impl Drop for SessionBus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// Ends a WebDriver session and then fails with `result`'s error, printing
+/// the page first so a failure shows what the window held.
+pub async fn close(client: Client, result: anyhow::Result<()>) {
+    if result.is_err() {
+        eprintln!("DEBUG page: {}", client.source().await.unwrap_or_default());
+    }
+    client.close().await.expect("end the WebDriver session");
+    result.unwrap();
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
 use opptak_journal::{Journal, RecordingState};
-use opptak_tests::desktop::{WAIT, app_env, button, connect, elapsed_seconds, poll, settle, testid};
+use opptak_tests::desktop::{WAIT, app_env, button, close, connect, elapsed_seconds, poll, settle, testid};
 use opptak_tests::{
     ChildGuard, PulseAudio, TauriDriver, Xvfb, screenshots_dir, seconds_of_tone, sha256_hex, write_tone,
 };
@@ -181,11 +181,7 @@ async fn a_recording_made_in_the_window_holds_the_tone_and_is_safe_on_the_server
         anyhow::Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!("DEBUG page: {}", client.source().await.unwrap_or_default());
-    }
-    client.close().await.expect("end the WebDriver session");
-    result.unwrap();
+    close(client, result).await;
 
     let journal = Journal::open_in(data_dir.path()).unwrap();
     let recordings = journal.recordings().unwrap();

@@ -1,54 +1,14 @@
 //! The app on the desktop, in a real window under Xvfb with its own D-Bus
 //! session bus: one instance, the global shortcut and `opptak toggle`.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
 use opptak_journal::{Journal, RecordingState};
-use opptak_tests::desktop::{WAIT, app_env, connect, poll, testid};
-use opptak_tests::{PulseAudio, TauriDriver, Xvfb, descendants, in_ci, program_of, workspace_bin};
-
-/// A private D-Bus session bus (`dbus-daemon --session`), stopped by PID on
-/// drop: the single-instance channel needs one, and the machine's own
-/// must not see the test's app.
-struct SessionBus {
-    daemon: Child,
-    address: String,
-}
-
-impl SessionBus {
-    fn start() -> Option<Self> {
-        let spawned = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut daemon = match spawned {
-            Ok(daemon) => daemon,
-            Err(err) if !in_ci() => {
-                eprintln!("skipped: dbus-daemon is needed for a session bus ({err})");
-                return None;
-            }
-            Err(err) => panic!("dbus-daemon is needed for a session bus: {err}"),
-        };
-        // The daemon prints its address once it listens.
-        let mut address = String::new();
-        std::io::BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut address).unwrap();
-        let address = address.trim().to_owned();
-        assert!(address.starts_with("unix:"), "dbus-daemon printed no address: {address:?}");
-        Some(Self { daemon, address })
-    }
-}
-
-impl Drop for SessionBus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
+use opptak_tests::desktop::{SessionBus, WAIT, app_env, connect, poll, testid};
+use opptak_tests::{PulseAudio, TauriDriver, Xvfb, descendants, program_of, workspace_bin};
 
 /// The app's processes that `driver` launched (children by PID, never by name).
 fn apps_of(driver: &TauriDriver) -> Vec<u32> {

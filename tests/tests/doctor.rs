@@ -106,3 +106,36 @@ fn with_a_virtual_microphone_and_a_display_all_is_well() {
     assert_eq!(check(&report, "display")["status"], "ok");
     assert_eq!(check(&report, "webview")["status"], "ok");
 }
+
+#[test]
+fn the_bundle_for_it_holds_the_findings_and_this_runs_log_lines() {
+    let temp = tempfile::tempdir().unwrap();
+    let bundle = temp.path().join("for-it.zip");
+    let bundle_arg = bundle.display().to_string();
+    let output = opptak(
+        &temp.path().join("data"),
+        &["doctor", "--bundle", &bundle_arg],
+        &without_sound_server(temp.path()),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "no microphone is a finding: {stderr}");
+    assert!(
+        stderr.contains(&format!("Diagnostics saved to {bundle_arg}"))
+            && stderr.contains("Send this file to IT")
+    );
+
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&bundle).unwrap()).unwrap();
+    let mut read = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let summary = read("summary.txt");
+    assert!(
+        summary.contains(env!("CARGO_PKG_VERSION")) && summary.contains("No microphone found"),
+        "{summary}"
+    );
+    let doctor: Value = serde_json::from_str(&read("doctor.json")).unwrap();
+    assert_eq!(check(&doctor, "microphone")["status"], "warning");
+    assert!(read("log.txt").contains("doctor finished"));
+}

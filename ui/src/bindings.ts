@@ -40,14 +40,27 @@ async listMicrophones() : Promise<Result<Microphone[], CommandError>> {
 }
 },
 /**
- * Starts recording `device` (`null`: the system default) as `name`
- * (blank: a name with the date and time). Levels, elapsed time, warnings
- * and, after Stop, where the recording is arrive on `on_event` until it is
- * safe on the server or has failed.
+ * The screens and cameras this computer offers, and which of Microphone,
+ * Screen, Camera and Screen + camera can be recorded, with why not.
  */
-async startRecording(device: string | null, name: string, onEvent: TAURI_CHANNEL<RecordEvent>) : Promise<Result<RecordingStarted, CommandError>> {
+async listVideoSources() : Promise<Result<VideoSources, CommandError>> {
     try {
-    return { status: "ok", data: await TAURI_INVOKE("start_recording", { device, name, onEvent }) };
+    return { status: "ok", data: await TAURI_INVOKE("list_video_sources") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Starts recording `source` (`null`: the microphone alone) with the
+ * microphone `device` (`null`: the system default), a video at `size`
+ * (`null`: 720p), as `name` (blank: a name with the date and time).
+ * Levels, elapsed time, warnings and, after Stop, where the recording is
+ * arrive on `on_event` until it is safe on the server or has failed.
+ */
+async startRecording(device: string | null, name: string, onEvent: TAURI_CHANNEL<RecordEvent>, source: RecordingSource | null, size: VideoSize | null) : Promise<Result<RecordingStarted, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("start_recording", { device, name, onEvent, source, size }) };
 } catch (e) {
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
@@ -282,6 +295,17 @@ async setUploadWhileRecording(on: boolean) : Promise<Result<null, CommandError>>
 }
 },
 /**
+ * Writes the diagnostics zip where the teacher chose to save it.
+ */
+async saveDiagnostics(path: string) : Promise<Result<DiagnosticsFile, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("save_diagnostics", { path }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * The tray, the shortcut and what the app is doing, for Settings and the
  * close dialog.
  */
@@ -363,6 +387,18 @@ logFile: string;
  * Where recordings go, in words.
  */
 destination: string }
+/**
+ * A camera a recording can film.
+ */
+export type CameraChoice = { 
+/**
+ * The device, e.g. `/dev/video0`; pass it in [`RecordingSource::Camera`].
+ */
+device: string; 
+/**
+ * What the camera calls itself.
+ */
+name: string }
 /**
  * How a check came out.
  */
@@ -529,6 +565,22 @@ export type DestinationKind =
  * A school's server or an LMS.
  */
 "schoolServer"
+/**
+ * What was written, for the app to tell the teacher.
+ */
+export type DiagnosticsFile = { 
+/**
+ * The zip written.
+ */
+path: string; 
+/**
+ * Log lines included.
+ */
+logLines: number; 
+/**
+ * Secrets taken out of them.
+ */
+removedSecrets: number }
 /**
  * One finding of the doctor.
  */
@@ -735,6 +787,26 @@ export type RecordEvent =
  */
 { event: "status"; status: RecordingStatus }
 /**
+ * What a recording films besides the microphone, which is always recorded.
+ */
+export type RecordingSource = 
+/**
+ * Sound alone, into a WAV file.
+ */
+{ kind: "microphone" } | 
+/**
+ * The screen, into an MP4 video.
+ */
+{ kind: "screen"; display: string | null } | 
+/**
+ * A camera, into an MP4 video.
+ */
+{ kind: "camera"; device: string } | 
+/**
+ * The screen with the camera's picture in its lower right corner.
+ */
+{ kind: "screenAndCamera"; display: string | null; camera: string }
+/**
  * Room left for recordings.
  */
 export type RecordingSpace = { 
@@ -792,6 +864,18 @@ export type RecordingStatus =
  */
 { state: "failed"; message: string }
 /**
+ * A screen a recording can film.
+ */
+export type ScreenChoice = { 
+/**
+ * The display, e.g. `:0`; pass it in [`RecordingSource::Screen`].
+ */
+display: string; 
+/**
+ * Whether Opptak itself shows on it.
+ */
+isDefault: boolean }
+/**
  * The Settings screen's view of this computer's choices.
  */
 export type SettingsView = { 
@@ -835,7 +919,72 @@ works: boolean;
  * Why not, and what to use instead; `None` when it works.
  */
 problem: string | null }
+/**
+ * One of the four choices, and whether this computer can record it now.
+ */
+export type SourceChoice = { 
+/**
+ * Which choice.
+ */
+kind: SourceKind; 
+/**
+ * Whether it can be recorded now.
+ */
+available: boolean; 
+/**
+ * Why it cannot, and what to do, in a teacher's words; `None` when available.
+ */
+reason: string | null }
+/**
+ * The four things a teacher can choose to record.
+ */
+export type SourceKind = 
+/**
+ * Sound alone.
+ */
+"microphone" | 
+/**
+ * The screen with sound.
+ */
+"screen" | 
+/**
+ * A camera with sound.
+ */
+"camera" | 
+/**
+ * The screen with the camera in a corner, with sound.
+ */
+"screenAndCamera"
 export type TAURI_CHANNEL<TSend> = null
+/**
+ * The picture size of a screen or camera recording, at 30 frames a second.
+ */
+export type VideoSize = 
+/**
+ * 1280×720: sharp enough for slides, half the CPU and bytes of 1080p.
+ */
+"720p" | 
+/**
+ * 1920×1080.
+ */
+"1080p"
+/**
+ * What the Record screen offers: the four choices with whether each can
+ * be recorded, and the screens and cameras found.
+ */
+export type VideoSources = { 
+/**
+ * Microphone, Screen, Camera, Screen and camera, in that order.
+ */
+choices: SourceChoice[]; 
+/**
+ * The screens, Opptak's own first.
+ */
+screens: ScreenChoice[]; 
+/**
+ * The cameras.
+ */
+cameras: CameraChoice[] }
 
 /** tauri-specta globals **/
 

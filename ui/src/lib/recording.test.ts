@@ -2,8 +2,13 @@ import { describe, expect, it } from "vitest";
 import type { Microphone, RecordingStatus } from "../bindings";
 import {
   applyEvent,
+  SOURCE_LABELS,
   bytesPerHourFor,
   chooseMicrophone,
+  chooseSource,
+  chooseVideoSize,
+  mediaKind,
+  recordingSource,
   defaultRecordingName,
   formatElapsed,
   freshView,
@@ -159,5 +164,56 @@ describe("recording space and the microphone test", () => {
       "We heard nothing from USB Mic. Check it is switched on and not muted, then try again.",
     );
     expect(microphoneTestWords({ microphone: "USB Mic", heard: true })).toMatch(/^We heard sound from USB Mic\./);
+  });
+});
+
+describe("what to record", () => {
+  const sources = (cameras: number): import("../bindings").VideoSources => ({
+    choices: [
+      { kind: "microphone", available: true, reason: null },
+      { kind: "screen", available: true, reason: null },
+      {
+        kind: "camera",
+        available: cameras > 0,
+        reason: cameras > 0 ? null : "No camera is connected. Plug one in and open this screen again.",
+      },
+      { kind: "screenAndCamera", available: cameras > 0, reason: cameras > 0 ? null : "No camera is connected." },
+    ],
+    screens: [
+      { display: ":1", isDefault: false },
+      { display: ":0", isDefault: true },
+    ],
+    cameras: cameras > 0 ? [{ device: "/dev/video0", name: "USB Camera" }] : [],
+  });
+
+  it("preselects the last choice only while it can still be recorded", () => {
+    expect(chooseSource(sources(1).choices, "camera")).toBe("camera");
+    expect(chooseSource(sources(0).choices, "camera")).toBe("microphone");
+    expect(chooseSource(sources(1).choices, null)).toBe("microphone");
+    expect(chooseSource(sources(1).choices, "nonsense")).toBe("microphone");
+  });
+
+  it("remembers the video size, 720p by default", () => {
+    expect(chooseVideoSize("1080p")).toBe("1080p");
+    expect(chooseVideoSize(null)).toBe("720p");
+    expect(chooseVideoSize("4k")).toBe("720p");
+  });
+
+  it("films Opptak's own screen and the first camera", () => {
+    expect(recordingSource("microphone", sources(1))).toEqual({ kind: "microphone" });
+    expect(recordingSource("screen", sources(1))).toEqual({ kind: "screen", display: ":0" });
+    expect(recordingSource("camera", sources(1))).toEqual({ kind: "camera", device: "/dev/video0" });
+    expect(recordingSource("screenAndCamera", sources(1))).toEqual({
+      kind: "screenAndCamera",
+      display: ":0",
+      camera: "/dev/video0",
+    });
+  });
+
+  it("names the four choices and plays audio and video in the app", () => {
+    expect(SOURCE_LABELS.screenAndCamera).toBe("Screen + camera");
+    expect(mediaKind("audio/wav")).toBe("audio");
+    expect(mediaKind("video/mp4")).toBe("video");
+    expect(mediaKind("application/pdf")).toBeNull();
   });
 });

@@ -2,7 +2,16 @@
 // names, times, the level meter's scale, and what each update from the
 // engine means for what the teacher sees.
 
-import type { Microphone, RecordEvent, RecordingStatus } from "../bindings";
+import type {
+  Microphone,
+  RecordEvent,
+  RecordingSource,
+  RecordingStatus,
+  SourceChoice,
+  SourceKind,
+  VideoSize,
+  VideoSources,
+} from "../bindings";
 
 /** Where the chosen microphone is remembered between launches. */
 export const MICROPHONE_KEY = "opptak.microphone";
@@ -163,4 +172,54 @@ export function microphoneTestWords(result: { microphone: string; heard: boolean
   return result.heard
     ? `We heard sound from ${result.microphone}. Listen to the playback to check it sounds right.`
     : `We heard nothing from ${result.microphone}. Check it is switched on and not muted, then try again.`;
+}
+
+/** Where the chosen source (microphone, screen, camera, both) is remembered. */
+export const SOURCE_KEY = "opptak.source";
+/** Where the chosen video size is remembered. */
+export const VIDEO_SIZE_KEY = "opptak.videoSize";
+
+/** The four choices' names, as the picker lists them. */
+export const SOURCE_LABELS: Record<SourceKind, string> = {
+  microphone: "Microphone",
+  screen: "Screen",
+  camera: "Camera",
+  screenAndCamera: "Screen + camera",
+};
+
+/**
+ * The choice to preselect: the one chosen last time if it can still be
+ * recorded, else the microphone.
+ */
+export function chooseSource(choices: SourceChoice[], remembered: string | null): SourceKind {
+  const last = choices.find((choice) => choice.kind === remembered);
+  return last?.available ? last.kind : "microphone";
+}
+
+/** The size remembered, else 720p. */
+export function chooseVideoSize(remembered: string | null): VideoSize {
+  return remembered === "1080p" ? "1080p" : "720p";
+}
+
+/** What `startRecording` is asked to film for the choice `kind`: Opptak's own screen and the first camera. */
+export function recordingSource(kind: SourceKind, sources: VideoSources): RecordingSource {
+  const screen = (sources.screens.find((s) => s.isDefault) ?? sources.screens[0])?.display ?? null;
+  const camera = sources.cameras[0]?.device ?? "";
+  switch (kind) {
+    case "microphone":
+      return { kind: "microphone" };
+    case "screen":
+      return { kind: "screen", display: screen };
+    case "camera":
+      return { kind: "camera", device: camera };
+    case "screenAndCamera":
+      return { kind: "screenAndCamera", display: screen, camera };
+  }
+}
+
+/** Which element plays a file of `contentType` in the app; `null` when the app cannot. */
+export function mediaKind(contentType: string): "audio" | "video" | null {
+  if (contentType.startsWith("audio/")) return "audio";
+  if (contentType.startsWith("video/")) return "video";
+  return null;
 }

@@ -4,7 +4,9 @@
 //! A fragmented MP4 is `ftyp`, `moov` (the tracks, no samples), then
 //! fragments, each a `moof` (the sample table) followed by its `mdat` (the
 //! samples). A player needs `moov` and whole fragments, so the only places a
-//! file may end are right after `moov` or right after a fragment's `mdat`.
+//! file may end are right after `moov` or right after a fragment's `mdat`,
+//! or after the `mfra` (the index of fragments) a clean end appends: without
+//! it WebKit's player takes the first fragment's length for the whole video.
 //! The recorder publishes only such ends as durable, and [`repair_fmp4`]
 //! cuts a crashed file back to the last one: every byte an uploader sent
 //! while recording is still in the file, unchanged, after the repair.
@@ -38,6 +40,8 @@ pub(crate) struct FragmentTracker {
 struct SafeEnds {
     previous: Option<[u8; 4]>,
     first: bool,
+    /// Where the previous box ended.
+    previous_end: u64,
     safe_end: Option<u64>,
     fragments: u64,
 }
@@ -61,9 +65,13 @@ impl SafeEnds {
                 self.safe_end = Some(end);
                 self.fragments += 1;
             }
+            // The index of fragments a muxer appends at the end of stream.
+            b"mfra" if self.safe_end == Some(self.previous_end) => {
+                self.safe_end = Some(end);
+            }
             _ => {}
         }
-        self.previous = Some(kind);
+        (self.previous, self.previous_end) = (Some(kind), end);
         Ok(())
     }
 }
@@ -251,6 +259,22 @@ mod tests {
                 assert_eq!(found, ends, "split {split}");
             }
         }
+    }
+
+    #[test]
+    fn the_index_of_fragments_after_the_last_fragment_is_a_safe_end_and_nowhere_else() {
+        let (mut bytes, _) = fragmented(2);
+        bytes.extend(mp4_box(b"mfra", 64));
+        let mut tracker = FragmentTracker::default();
+        tracker.feed(&bytes);
+        assert_eq!(tracker.safe_end(), Some(bytes.len() as u64));
+
+        let (mut cut, ends) = fragmented(2);
+        cut.extend(mp4_box(b"moof", 10));
+        cut.extend(mp4_box(b"mfra", 64));
+        let mut tracker = FragmentTracker::default();
+        tracker.feed(&cut);
+        assert_eq!(tracker.safe_end(), ends.last().copied(), "an mfra after a fragment's half is not an end");
     }
 
     #[test]

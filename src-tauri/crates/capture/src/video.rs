@@ -563,7 +563,7 @@ mod gst_engine {
              {microphone} name=microphone ! queue max-size-time=3000000000 ! audioconvert ! audioresample \
              ! audio/x-raw,format=S16LE,layout=interleaved,rate={VIDEO_AUDIO_RATE},channels={VIDEO_AUDIO_CHANNELS} \
              ! identity name=audio_tap ! audioconvert ! avenc_aac bitrate={AAC_BITS} ! aacparse ! queue ! mux. \
-             isofmp4mux name=mux fragment-duration={FRAGMENT_NS} chunk-duration={CHUNK_NS} \
+             isofmp4mux name=mux fragment-duration={FRAGMENT_NS} chunk-duration={CHUNK_NS} write-mfra=true \
              ! appsink name=sink sync=false async=false max-buffers=0 drop=false buffer-list=true",
             keyframes = fps * 2,
         );

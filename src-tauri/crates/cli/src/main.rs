@@ -45,6 +45,10 @@ enum Command {
         /// Print the findings as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also write a zip for IT: the findings and the last log lines,
+        /// with tokens and signatures taken out.
+        #[arg(long, value_name = "FILE.zip")]
+        bundle: Option<PathBuf>,
     },
     /// Run the upload API server (the embedded destination) for a school.
     ///
@@ -122,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         LogFormatArg::Json => LogFormat::Json,
     };
     match cli.command {
-        Command::Doctor { json } => {
+        Command::Doctor { json, bundle } => {
             // An unusable data directory is one of the doctor's findings, so
             // logging to it is best effort here.
             let log = logging::init(&data_dir, log_format).ok();
@@ -149,6 +153,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print_report(&report, &data_dir, log_file.as_deref());
+            }
+            if let Some(path) = bundle {
+                // The log writer runs behind: flush this run's lines into the file first.
+                drop(log);
+                let written = opptak_core::Opptak::open(&data_dir)?.write_diagnostics(&path)?;
+                eprintln!(
+                    "Diagnostics saved to {} ({} log lines, {} secrets taken out). Send this file to IT.",
+                    written.path, written.log_lines, written.removed_secrets
+                );
             }
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

@@ -12,13 +12,14 @@
 use std::sync::Arc;
 
 use opptak_upload::UploadConfig;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, broadcast, watch};
 
 use crate::library::{Library, LibraryEntry, LibraryStatus};
 pub use opptak_capture::RecorderState;
 pub use opptak_capture::{CaptureEvent, Error as CaptureError, InputDevice, Progress};
 
+use crate::recording::VideoOptions;
 use crate::{
     DataDir, Destination, Error, Opptak, RecordOptions, RecordingSession, Result, SessionEvent, Target,
 };
@@ -40,6 +41,200 @@ pub struct MicrophoneTest {
     pub loudest_dbfs: f32,
     /// The WAV file holding what was heard, to play back.
     pub file: std::path::PathBuf,
+}
+
+/// What a recording films besides the microphone, which is always recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum RecordingSource {
+    /// Sound alone, into a WAV file.
+    #[default]
+    Microphone,
+    /// The screen, into an MP4 video.
+    Screen {
+        /// The display (`:0`), as [`VideoSources::screens`] lists it;
+        /// `None` for the one Opptak itself shows on.
+        display: Option<String>,
+    },
+    /// A camera, into an MP4 video.
+    Camera {
+        /// The camera's device, as [`VideoSources::cameras`] lists it.
+        device: String,
+    },
+    /// The screen with the camera's picture in its lower right corner.
+    ScreenAndCamera {
+        /// The display; `None` for the one Opptak itself shows on.
+        display: Option<String>,
+        /// The camera's device.
+        camera: String,
+    },
+}
+
+impl RecordingSource {
+    /// What the recorder films at `size`; `None` for sound alone.
+    pub fn video_options(&self, size: VideoSize) -> Option<VideoOptions> {
+        let source = match self.clone() {
+            Self::Microphone => return None,
+            Self::Screen { display } => opptak_capture::VideoSource::Screen { display },
+            Self::Camera { device } => opptak_capture::VideoSource::Camera { device },
+            Self::ScreenAndCamera { display, camera } => {
+                opptak_capture::VideoSource::ScreenWithCamera { display, camera }
+            }
+        };
+        Some(VideoOptions { source, preset: size.preset() })
+    }
+
+    /// Which of the four choices this is.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Self::Microphone => SourceKind::Microphone,
+            Self::Screen { .. } => SourceKind::Screen,
+            Self::Camera { .. } => SourceKind::Camera,
+            Self::ScreenAndCamera { .. } => SourceKind::ScreenAndCamera,
+        }
+    }
+}
+
+/// The picture size of a screen or camera recording, at 30 frames a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum VideoSize {
+    /// 1280×720: sharp enough for slides, half the CPU and bytes of 1080p.
+    #[default]
+    #[serde(rename = "720p")]
+    Hd720,
+    /// 1920×1080.
+    #[serde(rename = "1080p")]
+    Hd1080,
+}
+
+impl VideoSize {
+    /// The capture preset it records with.
+    pub fn preset(self) -> opptak_capture::VideoPreset {
+        match self {
+            Self::Hd720 => opptak_capture::VideoPreset::P720At30,
+            Self::Hd1080 => opptak_capture::VideoPreset::P1080At30,
+        }
+    }
+}
+
+/// The four things a teacher can choose to record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub enum SourceKind {
+    /// Sound alone.
+    Microphone,
+    /// The screen with sound.
+    Screen,
+    /// A camera with sound.
+    Camera,
+    /// The screen with the camera in a corner, with sound.
+    ScreenAndCamera,
+}
+
+/// One of the four choices, and whether this computer can record it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceChoice {
+    /// Which choice.
+    pub kind: SourceKind,
+    /// Whether it can be recorded now.
+    pub available: bool,
+    /// Why it cannot, and what to do, in a teacher's words; `None` when available.
+    pub reason: Option<String>,
+}
+
+/// A screen a recording can film.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct ScreenChoice {
+    /// The display, e.g. `:0`; pass it in [`RecordingSource::Screen`].
+    pub display: String,
+    /// Whether Opptak itself shows on it.
+    pub is_default: bool,
+}
+
+/// A camera a recording can film.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct CameraChoice {
+    /// The device, e.g. `/dev/video0`; pass it in [`RecordingSource::Camera`].
+    pub device: String,
+    /// What the camera calls itself.
+    pub name: String,
+}
+
+/// What the Record screen offers: the four choices with whether each can
+/// be recorded, and the screens and cameras found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct VideoSources {
+    /// Microphone, Screen, Camera, Screen and camera, in that order.
+    pub choices: Vec<SourceChoice>,
+    /// The screens, Opptak's own first.
+    pub screens: Vec<ScreenChoice>,
+    /// The cameras.
+    pub cameras: Vec<CameraChoice>,
+}
+
+/// What the computer offers for video, as [`source_choices`] weighs it.
+#[derive(Debug, Clone, Default)]
+pub struct VideoSupport {
+    /// Why video cannot be recorded at all (GStreamer or a part of it is
+    /// missing, or this build has none); `None` when it can.
+    pub missing: Option<String>,
+    /// Whether the desktop is a Wayland session, whose screen the X11
+    /// capture cannot film.
+    pub wayland: bool,
+    /// How many screens were found.
+    pub screens: usize,
+    /// How many cameras were found.
+    pub cameras: usize,
+}
+
+/// The four choices and why any of them cannot be recorded.
+pub fn source_choices(support: &VideoSupport) -> Vec<SourceChoice> {
+    let missing = support.missing.as_ref().map(|missing| {
+        format!(
+            "Screen and camera recording needs GStreamer, which is not complete on this computer ({missing}). \
+             Ask IT to install it; recording sound alone still works."
+        )
+    });
+    let screen = missing.clone().or_else(|| {
+        if support.wayland {
+            Some(
+                "Opptak cannot film the screen of a Wayland desktop yet. Log out, choose an Xorg (X11) \
+                 session on the login screen, and try again."
+                    .to_owned(),
+            )
+        } else if support.screens == 0 {
+            Some(
+                "No screen was found to record: Opptak is not running on a desktop it can film. \
+                 Open Opptak from your desktop and try again."
+                    .to_owned(),
+            )
+        } else {
+            None
+        }
+    });
+    let camera = missing.or_else(|| {
+        (support.cameras == 0)
+            .then(|| "No camera is connected. Plug one in and open this screen again.".to_owned())
+    });
+    let both = screen.clone().or_else(|| camera.clone());
+    let choice = |kind, reason: Option<String>| SourceChoice { kind, available: reason.is_none(), reason };
+    vec![
+        choice(SourceKind::Microphone, None),
+        choice(SourceKind::Screen, screen),
+        choice(SourceKind::Camera, camera),
+        choice(SourceKind::ScreenAndCamera, both),
+    ]
 }
 
 /// Where a recording is, in the order a teacher sees it pass.
@@ -246,15 +441,56 @@ impl AppEngine {
         Ok(opptak_capture::input_devices()?)
     }
 
+    /// The screens and cameras this computer offers, and which of the four
+    /// choices (microphone, screen, camera, both) can be recorded, with why
+    /// not. Asks GStreamer and the system: call it off the async threads.
+    pub fn video_sources() -> VideoSources {
+        let screens: Vec<ScreenChoice> = opptak_capture::screens()
+            .into_iter()
+            .map(|screen| ScreenChoice { display: screen.display, is_default: screen.is_default })
+            .collect();
+        let cameras: Vec<CameraChoice> = opptak_capture::cameras()
+            .into_iter()
+            .map(|camera| CameraChoice { device: camera.device, name: camera.name })
+            .collect();
+        let support = VideoSupport {
+            missing: opptak_capture::video_unavailable(),
+            wayland: std::env::var("XDG_SESSION_TYPE").is_ok_and(|session| session == "wayland"),
+            screens: screens.len(),
+            cameras: cameras.len(),
+        };
+        VideoSources { choices: source_choices(&support), screens, cameras }
+    }
+
     /// Starts recording `device` (`None`: the system default) as `name`,
     /// uploading while recording. Fails with [`Error::AlreadyRecording`]
     /// while another recording runs.
     pub async fn start(&self, device: Option<String>, name: Option<String>) -> Result<RecordingFeed> {
+        self.start_source(&RecordingSource::Microphone, VideoSize::default(), device, name).await
+    }
+
+    /// Starts recording `source` (with the microphone `device`, `None`: the
+    /// system default; a video at `size`) as `name`, uploading while
+    /// recording. Fails with [`Error::AlreadyRecording`] while another
+    /// recording runs, and — leaving nothing behind — when the screen or
+    /// camera cannot be filmed.
+    pub async fn start_source(
+        &self,
+        source: &RecordingSource,
+        size: VideoSize,
+        device: Option<String>,
+        name: Option<String>,
+    ) -> Result<RecordingFeed> {
         let mut current = self.current.lock().await;
         if current.is_some() {
             return Err(Error::AlreadyRecording);
         }
-        let options = RecordOptions { device, name, ..RecordOptions::default() };
+        let video = source.video_options(size);
+        let device = match (&video, device) {
+            (Some(_), Some(device)) => video_microphone(device).await,
+            (_, device) => device,
+        };
+        let options = RecordOptions { device, name, video, ..RecordOptions::default() };
         let (destination, _) = self.next_destination();
         let uploading_now = self.upload_while_recording();
         let session = self.opptak.record(options, destination.as_deref().filter(|_| uploading_now)).await?;
@@ -440,6 +676,18 @@ impl AppEngine {
     }
 }
 
+/// The microphone a video records from, given the one the teacher chose.
+/// The list names inputs as the sound library sees them, while video
+/// records through the sound server: the computer's default input is
+/// `None` there, so the usual choice always works.
+async fn video_microphone(chosen: String) -> Option<String> {
+    let default = tokio::task::spawn_blocking(opptak_capture::default_input).await;
+    match default {
+        Ok(Ok(default)) if default.name == chosen => None,
+        _ => Some(chosen),
+    }
+}
+
 /// Where a recording made of `files` is, from the Library's snapshot;
 /// `None` while the snapshot does not know yet that it stopped.
 fn status_in_library(entries: &[LibraryEntry], files: &[i64], nowhere: &str) -> Option<RecordingStatus> {
@@ -557,6 +805,75 @@ mod tests {
         assert_eq!(of(vec![failed]), Some(RecordingStatus::Failed { message: "Try later.".into() }));
         assert!(matches!(status_in_library(&[], &[7], ""), Some(RecordingStatus::Failed { .. })));
         assert!(RecordingStatus::Safe.is_final() && !RecordingStatus::Checking.is_final());
+    }
+
+    #[test]
+    fn each_choice_says_why_it_cannot_be_recorded() {
+        let reason = |choices: &[SourceChoice], kind| {
+            let choice = choices.iter().find(|choice| choice.kind == kind).unwrap();
+            assert_eq!(choice.available, choice.reason.is_none(), "{choice:?}");
+            choice.reason.clone()
+        };
+        let everything = VideoSupport { missing: None, wayland: false, screens: 1, cameras: 1 };
+        let choices = source_choices(&everything);
+        let kinds: Vec<SourceKind> = choices.iter().map(|choice| choice.kind).collect();
+        assert_eq!(
+            kinds,
+            [SourceKind::Microphone, SourceKind::Screen, SourceKind::Camera, SourceKind::ScreenAndCamera]
+        );
+        assert!(choices.iter().all(|choice| choice.available), "{choices:?}");
+
+        let no_camera = source_choices(&VideoSupport { cameras: 0, ..everything.clone() });
+        assert_eq!(reason(&no_camera, SourceKind::Screen), None);
+        let why = reason(&no_camera, SourceKind::Camera).unwrap();
+        assert!(why.starts_with("No camera is connected."), "{why}");
+        assert_eq!(reason(&no_camera, SourceKind::ScreenAndCamera), Some(why));
+
+        let no_gstreamer =
+            VideoSupport { missing: Some("GStreamer lacks x264enc".into()), ..everything.clone() };
+        let choices = source_choices(&no_gstreamer);
+        assert_eq!(reason(&choices, SourceKind::Microphone), None, "sound alone still records");
+        for kind in [SourceKind::Screen, SourceKind::Camera, SourceKind::ScreenAndCamera] {
+            let why = reason(&choices, kind).unwrap();
+            assert!(why.contains("GStreamer lacks x264enc") && why.contains("Ask IT"), "{why}");
+        }
+
+        let wayland = source_choices(&VideoSupport { wayland: true, ..everything.clone() });
+        assert!(reason(&wayland, SourceKind::Screen).unwrap().contains("Wayland"));
+        assert_eq!(reason(&wayland, SourceKind::Camera), None);
+        let no_screen = source_choices(&VideoSupport { screens: 0, ..everything });
+        assert!(reason(&no_screen, SourceKind::Screen).unwrap().starts_with("No screen"));
+        for choices in [&wayland, &no_screen] {
+            for choice in choices.iter() {
+                let words = choice.reason.clone().unwrap_or_default();
+                assert!(!words.contains("--") && !words.contains('`'), "no command line: {words}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_source_is_the_video_the_recorder_films() {
+        use opptak_capture::{VideoPreset, VideoSource};
+        assert_eq!(RecordingSource::Microphone.video_options(VideoSize::Hd1080), None);
+        let screen = RecordingSource::Screen { display: Some(":5".into()) };
+        assert_eq!(
+            screen.video_options(VideoSize::Hd1080),
+            Some(VideoOptions {
+                source: VideoSource::Screen { display: Some(":5".into()) },
+                preset: VideoPreset::P1080At30
+            })
+        );
+        let both = RecordingSource::ScreenAndCamera { display: None, camera: "/dev/video0".into() };
+        assert_eq!(
+            both.video_options(VideoSize::Hd720).map(|video| video.source),
+            Some(VideoSource::ScreenWithCamera { display: None, camera: "/dev/video0".into() })
+        );
+        // The UI sends what serde reads.
+        let sent: RecordingSource =
+            serde_json::from_value(serde_json::json!({"kind": "camera", "device": "/dev/video2"})).unwrap();
+        assert_eq!(sent, RecordingSource::Camera { device: "/dev/video2".into() });
+        let size: VideoSize = serde_json::from_value(serde_json::json!("1080p")).unwrap();
+        assert_eq!(size, VideoSize::Hd1080);
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@
 pub mod app_engine;
 mod data_dir;
 pub mod destinations;
+pub mod diagnostics;
 pub mod doctor;
 pub mod library;
 pub mod logging;
@@ -159,6 +160,16 @@ pub enum Error {
     /// A token cannot be kept or read.
     #[error("A school server's token could not be kept or read: {0}.")]
     Credentials(String),
+    /// The diagnostics file could not be written.
+    #[error(
+        "The diagnostics file {path} could not be written ({reason}). Choose another folder and try again."
+    )]
+    Diagnostics {
+        /// Where it was to go.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// The log file could not be set up.
     #[error("Could not start logging to {path} ({reason}). Check that the data folder is writable.")]
     Logging {
