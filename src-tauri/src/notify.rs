@@ -5,16 +5,16 @@
 //! Which change gives which notification is decided by [`Transitions`] and
 //! [`SilenceWatch`], plain state machines over the Library's rows and the
 //! microphone's events, so it is tested without a notification daemon. Only
-//! [`Follower`] and [`show`] touch the app.
+//! [`Follower`], [`follow_silence`] and [`show`] touch the app.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opptak_core::{AppEngine, LibraryEntry, LibraryStatus};
+use opptak_core::{AppEngine, CaptureEvent, LibraryEntry, LibraryStatus, SessionEvent};
 use tauri::{AppHandle, Runtime};
 use tauri_plugin_notification::NotificationExt;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::i18n::Language;
 
@@ -59,14 +59,14 @@ impl Notice {
         };
         match self {
             Self::Safe { name } => (
-                pick("Safe on the server", "Trygt lagret på serveren", "Trygt lagra på serveren"),
+                pick("Safe on the server", "Trygt lagret på serveren", "Trygt lagra på tenaren"),
                 match language {
                     Language::English => format!("\"{name}\" is safe on the server. Nothing more to do."),
                     Language::Bokmal => {
                         format!("«{name}» er trygt lagret på serveren. Du trenger ikke gjøre mer.")
                     }
                     Language::Nynorsk => {
-                        format!("«{name}» er trygt lagra på serveren. Du treng ikkje gjere meir.")
+                        format!("«{name}» er trygt lagra på tenaren. Du treng ikkje gjere meir.")
                     }
                 },
             ),
@@ -154,14 +154,26 @@ impl Transitions {
 }
 
 /// Follows the microphone's silence while recording: told once per silence
-/// that lasts [`MICROPHONE_SILENT_FOR`].
-#[derive(Debug, Default)]
+/// that lasts `silent_for` ([`MICROPHONE_SILENT_FOR`] in the app).
+#[derive(Debug)]
 pub struct SilenceWatch {
+    silent_for: Duration,
     /// When the running silence began, and whether the teacher was told.
     silent_since: Option<(Instant, bool)>,
 }
 
+impl Default for SilenceWatch {
+    fn default() -> Self {
+        Self::new(MICROPHONE_SILENT_FOR)
+    }
+}
+
 impl SilenceWatch {
+    /// Tells of a silence once it has lasted `silent_for`.
+    pub fn new(silent_for: Duration) -> Self {
+        Self { silent_for, silent_since: None }
+    }
+
     /// The recorder reported silence at `at` (it began
     /// [`SILENCE_REPORTED_AFTER`] earlier).
     pub fn silence_started(&mut self, at: Instant) {
@@ -180,7 +192,7 @@ impl SilenceWatch {
     /// When to look again with [`SilenceWatch::due`]; `None`: nothing to wait for.
     pub fn deadline(&self) -> Option<Instant> {
         match self.silent_since {
-            Some((began, false)) => Some(began + MICROPHONE_SILENT_FOR),
+            Some((began, false)) => Some(began + self.silent_for),
             _ => None,
         }
     }
@@ -188,7 +200,7 @@ impl SilenceWatch {
     /// The notification due at `now`, at most once per silence.
     pub fn due(&mut self, now: Instant) -> Option<Notice> {
         let (began, told) = self.silent_since.as_mut()?;
-        if *told || now < *began + MICROPHONE_SILENT_FOR {
+        if *told || now < *began + self.silent_for {
             return None;
         }
         *told = true;
@@ -238,10 +250,60 @@ impl Follower {
     }
 }
 
+/// Tells the teacher through `show` when the running recording's
+/// microphone has been silent for `silent_for`, whoever started the
+/// recording (window, tray or shortcut), until the app closes.
+pub async fn follow_silence(engine: Arc<AppEngine>, show: Show, silent_for: Duration) {
+    let mut library = match engine.library().watch().await {
+        Ok(library) => library,
+        Err(err) => {
+            tracing::error!(error = %err, "the silence notification cannot follow the recordings");
+            return;
+        }
+    };
+    loop {
+        // A recording starting changes the Library: look for one each time.
+        if let Some(mut events) = engine.recorder_events().await {
+            let mut watch = SilenceWatch::new(silent_for);
+            loop {
+                let deadline = watch.deadline();
+                let due = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(SessionEvent::Capture(CaptureEvent::SilenceStarted { .. })) => {
+                            watch.silence_started(Instant::now());
+                        }
+                        Ok(SessionEvent::Capture(
+                            CaptureEvent::SilenceEnded | CaptureEvent::Paused | CaptureEvent::DeviceLost { .. },
+                        )) => watch.silence_ended(),
+                        Ok(SessionEvent::Capture(CaptureEvent::Stopped { .. }))
+                        | Err(broadcast::error::RecvError::Closed) => break,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    },
+                    () = due => {
+                        if let Some(notice) = watch.due(Instant::now()) {
+                            show(notice);
+                        }
+                    }
+                }
+            }
+        }
+        if library.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Starts the app's notifications (called once the app runs).
 pub fn setup<R: Runtime>(app: &AppHandle<R>, engine: Arc<AppEngine>) {
     let app = app.clone();
     let show: Show = Arc::new(move |notice| show(&app, &notice, Language::current(None)));
+    tauri::async_runtime::spawn(follow_silence(engine.clone(), show.clone(), MICROPHONE_SILENT_FOR));
     tauri::async_runtime::spawn(async move {
         match Follower::start(&engine).await {
             Ok(follower) => follower.run(show).await,
@@ -359,6 +421,44 @@ mod tests {
         assert_eq!(watch.due(start + Duration::from_secs(200)), None, "sound came back in time");
         watch.silence_started(start + Duration::from_secs(210));
         assert_eq!(watch.due(start + Duration::from_secs(230)), Some(Notice::MicrophoneSilent));
+    }
+
+    /// A real recording of a silent (virtual) microphone, started as the
+    /// tray starts one: the teacher is told once, `silent_for` after the
+    /// silence began, and not again while it lasts.
+    #[test]
+    fn a_silent_microphone_is_told_once_while_recording() {
+        if crate::test_support::ran_in_a_child(
+            "notify::tests::a_silent_microphone_is_told_once_while_recording",
+        ) {
+            return;
+        }
+        let temp = tempfile::tempdir().unwrap();
+        let engine = Arc::new(
+            tauri::async_runtime::block_on(AppEngine::open(&opptak_core::DataDir::at(temp.path()))).unwrap(),
+        );
+        let shown: Arc<Mutex<Vec<(Notice, Instant)>>> = Arc::default();
+        let sink = shown.clone();
+        let show: Show = Arc::new(move |notice| sink.lock().unwrap().push((notice, Instant::now())));
+        // Reported 10 s into the silence, told 1 s later.
+        let silent_for = SILENCE_REPORTED_AFTER + Duration::from_secs(1);
+        tauri::async_runtime::spawn(follow_silence(engine.clone(), show, silent_for));
+
+        let started = Instant::now();
+        tauri::async_runtime::block_on(crate::controls::start(&engine)).unwrap();
+        let deadline = started + Duration::from_secs(25);
+        while shown.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "no notification in 25 s of silence");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        tauri::async_runtime::block_on(engine.stop()).unwrap();
+        let shown = shown.lock().unwrap();
+        let (notice, at) = shown.first().unwrap();
+        let after = at.duration_since(started);
+        eprintln!("told of the silence {after:.1?} after the recording started");
+        assert_eq!((shown.len(), notice), (1, &Notice::MicrophoneSilent), "{shown:?}");
+        assert!(after >= silent_for && after < silent_for + Duration::from_secs(5), "{after:?}");
     }
 
     #[test]

@@ -15,10 +15,19 @@ use crate::{PulseAudio, TauriDriver, Xvfb, in_ci, workspace_bin};
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// The environment the app runs in under a window test: the virtual
-/// display, its own data folder, and the virtual microphone.
+/// display, its own data folder, and the virtual microphone. The XDG
+/// folders go under the data folder too: the window's storage (the chosen
+/// source, language) and its remembered size must not leak from one test
+/// into the next.
 pub fn app_env(xvfb: &Xvfb, pulse: &PulseAudio, data_dir: &Path) -> Vec<(&'static str, String)> {
-    let mut env =
-        vec![("DISPLAY", xvfb.display().to_owned()), ("OPPTAK_DATA_DIR", data_dir.display().to_string())];
+    let xdg = |kind: &str| data_dir.join(".xdg").join(kind).display().to_string();
+    let mut env = vec![
+        ("DISPLAY", xvfb.display().to_owned()),
+        ("OPPTAK_DATA_DIR", data_dir.display().to_string()),
+        ("XDG_DATA_HOME", xdg("data")),
+        ("XDG_CONFIG_HOME", xdg("config")),
+        ("XDG_CACHE_HOME", xdg("cache")),
+    ];
     env.extend(pulse.env());
     env
 }
@@ -149,4 +158,54 @@ pub async fn close(client: Client, result: anyhow::Result<()>) {
     }
     client.close().await.expect("end the WebDriver session");
     result.unwrap();
+}
+
+/// The desktop app launched through a small shell wrapper that writes the
+/// app's exit status to a file: WebKitWebDriver starts the app as its own
+/// child, so the test cannot wait for it. Give [`AppExit::launcher`] to
+/// [`connect_to`]; a signal to the wrapper (the session ending) is passed
+/// on to the app, so no app outlives its test.
+pub struct AppExit {
+    /// The program WebDriver starts in place of `opptak-desktop`.
+    pub launcher: std::path::PathBuf,
+    status_file: std::path::PathBuf,
+}
+
+impl AppExit {
+    /// Writes the wrapper for the workspace's `opptak-desktop` into `dir`.
+    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let launcher = dir.join("opptak-desktop-launcher.sh");
+        let status_file = dir.join("opptak-desktop.exit-status");
+        let quote = |path: &Path| format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
+        // `wait` returns early when a trapped signal arrives: wait again
+        // until the app is really gone, so the status written is the app's.
+        let script = format!(
+            "#!/bin/sh\n\
+             {app} \"$@\" &\n\
+             app=$!\n\
+             trap 'kill -TERM $app 2>/dev/null' TERM INT HUP\n\
+             while :; do\n\
+             \x20 wait $app; status=$?\n\
+             \x20 kill -0 $app 2>/dev/null || break\n\
+             done\n\
+             echo $status > {status}.part && mv {status}.part {status}\n",
+            app = quote(&workspace_bin("opptak-desktop")),
+            status = quote(&status_file),
+        );
+        std::fs::write(&launcher, script)?;
+        std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755))?;
+        Ok(Self { launcher, status_file })
+    }
+
+    /// The app's exit status, once it has exited.
+    pub fn status(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.status_file).ok()?.trim().parse().ok()
+    }
+
+    /// Waits for the app to exit, at most `timeout`; its exit status.
+    pub async fn wait(&self, timeout: Duration) -> anyhow::Result<i32> {
+        poll("the app exits", timeout, || async { Ok(self.status().is_some()) }).await?;
+        Ok(self.status().expect("polled above"))
+    }
 }

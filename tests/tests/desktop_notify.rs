@@ -122,8 +122,8 @@ async fn a_recording_safe_on_the_server_is_notified_by_name_in_the_teachers_lang
         let received = notifications(&bus)?;
         eprintln!("notified {:?} after Stop: {received:?}", started.elapsed());
         let expected = (
-            "Trygt lagra på serveren".to_owned(),
-            format!("«{name}» er trygt lagra på serveren. Du treng ikkje gjere meir."),
+            "Trygt lagra på tenaren".to_owned(),
+            format!("«{name}» er trygt lagra på tenaren. Du treng ikkje gjere meir."),
         );
         anyhow::ensure!(received == [expected], "one notification, by name: {received:?}");
         app.ensure_running()?;

@@ -305,7 +305,7 @@ fn a_screen_recording_killed_at_12_seconds_is_cut_to_whole_fragments_and_uploade
 fn record_fails(data_dir: &Path, env: &[(&str, String)], args: &[&str]) -> (Option<i32>, String) {
     let mut command = Command::new(workspace_bin("opptak"));
     command.arg("--data-dir").arg(data_dir).args(["record", "--no-upload", "--seconds", "2"]).args(args);
-    command.env_remove("DISPLAY");
+    command.env_remove("DISPLAY").env_remove("XDG_SESSION_TYPE");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -329,6 +329,16 @@ fn no_display_or_no_camera_is_said_plainly_and_leaves_no_file_and_no_journal_row
     assert!(
         stderr.contains("The screen :4999 cannot be recorded: no desktop is running on it")
             && stderr.contains("pick another screen"),
+        "{stderr}"
+    );
+    // A Wayland session's DISPLAY is XWayland's, where X11 capture films black.
+    let wayland =
+        [env.clone(), vec![("XDG_SESSION_TYPE", "wayland".into()), ("DISPLAY", ":0".into())]].concat();
+    let (code, stderr) = record_fails(&data, &wayland, &["--screen"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("The screen of a Wayland desktop cannot be recorded yet")
+            && stderr.contains("choose an Xorg (X11) session"),
         "{stderr}"
     );
     let (code, stderr) = record_fails(&data, &env, &["--camera", "/dev/video-opptak-none"]);

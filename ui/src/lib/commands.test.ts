@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { CommandError, Result } from "../bindings";
 import {
   NOT_IN_APP,
-  NOT_IN_APP_MESSAGE,
+  notInAppMessage,
   UNEXPECTED,
   createLoader,
   hasTauriBridge,
@@ -10,6 +10,7 @@ import {
   toCommandError,
   type LoadState,
 } from "./commands";
+import { setLocale } from "./paraglide/runtime.js";
 
 const inApp = () => true;
 const outsideApp = () => false;
@@ -38,7 +39,7 @@ describe("toCommandError", () => {
 
   it("explains that the page is outside the app", () => {
     const thrown = new TypeError("Cannot read properties of undefined (reading 'invoke')");
-    expect(toCommandError(thrown, false)).toEqual({ code: NOT_IN_APP, message: NOT_IN_APP_MESSAGE });
+    expect(toCommandError(thrown, false)).toEqual({ code: NOT_IN_APP, message: notInAppMessage() });
   });
 
   it("passes on the message of strings and errors inside the app", () => {
@@ -79,7 +80,7 @@ describe("runCommand", () => {
     const call = () => Promise.reject(new TypeError("window.__TAURI_INTERNALS__ is undefined"));
     expect(await runCommand(call, outsideApp)).toEqual({
       kind: "failed",
-      error: { code: NOT_IN_APP, message: NOT_IN_APP_MESSAGE },
+      error: { code: NOT_IN_APP, message: notInAppMessage() },
     });
   });
 
@@ -134,5 +135,16 @@ describe("createLoader", () => {
     await first;
 
     expect(states).toEqual([{ kind: "loading" }, { kind: "loading" }, { kind: "ready", data: "new" }]);
+  });
+});
+
+describe("outside the app, in Norwegian", () => {
+  it("says so in the window's language", () => {
+    setLocale("nn", { reload: false });
+    try {
+      expect(toCommandError(new Error("x"), false).message).toContain("utanfor Opptak-appen");
+    } finally {
+      setLocale("en", { reload: false });
+    }
   });
 });

@@ -2,6 +2,7 @@
 // including a thrown exception, becomes a value the screen can show.
 
 import type { CommandError, Result } from "../bindings";
+import * as m from "./paraglide/messages.js";
 
 export type LoadState<T> =
   | { kind: "loading" }
@@ -15,8 +16,10 @@ export const NOT_IN_APP = "not_in_app";
 /** Code used when a command threw instead of answering with a CommandError. */
 export const UNEXPECTED = "unexpected";
 
-export const NOT_IN_APP_MESSAGE =
-  "Opptak cannot reach its engine: this page is open outside the Opptak app. Start Opptak from its icon to see this information.";
+/** What a page outside the app says, in the window's language. */
+export function notInAppMessage(): string {
+  return m.error_not_in_app();
+}
 
 /** True when Tauri's IPC bridge is injected into this page. */
 export function hasTauriBridge(scope: object = globalThis): boolean {
@@ -35,7 +38,7 @@ function isCommandError(value: unknown): value is CommandError {
 /** Any rejected value or error payload, as a CommandError with a readable message. */
 export function toCommandError(value: unknown, inApp: boolean = hasTauriBridge()): CommandError {
   if (isCommandError(value)) return { code: value.code, message: value.message };
-  if (!inApp) return { code: NOT_IN_APP, message: NOT_IN_APP_MESSAGE };
+  if (!inApp) return { code: NOT_IN_APP, message: notInAppMessage() };
   if (typeof value === "string" && value.trim() !== "") return { code: UNEXPECTED, message: value };
   if (value instanceof Error && value.message.trim() !== "") {
     return { code: UNEXPECTED, message: value.message };
@@ -44,7 +47,7 @@ export function toCommandError(value: unknown, inApp: boolean = hasTauriBridge()
     const message = (value as { message?: unknown }).message;
     if (typeof message === "string" && message.trim() !== "") return { code: UNEXPECTED, message };
   }
-  return { code: UNEXPECTED, message: "Something went wrong, and Opptak did not say what." };
+  return { code: UNEXPECTED, message: m.error_unexpected() };
 }
 
 /** Runs a generated command wrapper; never rejects. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { CheckStatus, DoctorCheck, DoctorReport } from "../bindings";
 import { adviceFor, countStatuses, statusLabel, summariseReport } from "./doctor";
+import { setLocale } from "./paraglide/runtime.js";
 
 function check(id: string, status: CheckStatus, advice: string | null = null): DoctorCheck {
   return { id, title: `Check ${id}`, status, detail: `detail of ${id}`, advice };
@@ -81,5 +82,24 @@ describe("adviceFor", () => {
     expect(adviceFor(check("a", "warning", "Plug in a microphone."))).toBe("Plug in a microphone.");
     expect(adviceFor(check("b", "warning", "  "))).toBeNull();
     expect(adviceFor(check("c", "ok", null))).toBeNull();
+  });
+});
+
+describe("the summary in Norwegian", () => {
+  it("counts with each language's plurals", () => {
+    setLocale("nb", { reload: false });
+    try {
+      const nb = summariseReport(report(["warning", "ok", "error", "warning"]));
+      expect(nb.headline).toBe("3 ting trenger tilsyn");
+      expect(nb.detail).toBe("1 feil og 2 advarsler av 4 sjekker.");
+      expect(statusLabel("warning")).toBe("Advarsel");
+      setLocale("nn", { reload: false });
+      const nn = summariseReport(report(["warning", "ok"]));
+      expect(nn.headline).toBe("1 ting treng tilsyn");
+      expect(nn.detail).toBe("1 åtvaring av 2 sjekkar.");
+      expect(summariseReport(report(["ok", "ok", "ok"])).detail).toBe("Alle dei 3 sjekkane gjekk bra.");
+    } finally {
+      setLocale("en", { reload: false });
+    }
   });
 });

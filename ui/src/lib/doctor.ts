@@ -1,16 +1,17 @@
 // Turning the doctor's report into words a teacher can act on.
 
 import type { CheckStatus, DoctorCheck, DoctorReport } from "../bindings";
+import * as m from "./paraglide/messages.js";
 
-export const STATUS_LABELS: Readonly<Record<CheckStatus, string>> = {
-  ok: "OK",
-  warning: "Warning",
-  error: "Error",
+const STATUS_LABELS: Readonly<Record<CheckStatus, () => string>> = {
+  ok: m.doctor_ok,
+  warning: m.doctor_warning,
+  error: m.doctor_error,
 };
 
 /** The word shown next to a check's icon (never colour alone). */
 export function statusLabel(status: CheckStatus): string {
-  return STATUS_LABELS[status];
+  return STATUS_LABELS[status]();
 }
 
 export type StatusCounts = Record<CheckStatus, number>;
@@ -31,13 +32,9 @@ export type ReportSummary = {
   counts: StatusCounts;
 };
 
-function plural(n: number, one: string, many: string): string {
-  return `${n} ${n === 1 ? one : many}`;
-}
-
 function joinAnd(parts: string[]): string {
   if (parts.length <= 1) return parts.join("");
-  return `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}`;
+  return m.doctor_and({ first: parts.slice(0, -1).join(", "), last: parts[parts.length - 1] ?? "" });
 }
 
 export function summariseReport(report: DoctorReport): ReportSummary {
@@ -48,13 +45,13 @@ export function summariseReport(report: DoctorReport): ReportSummary {
   if (attention === 0 && report.ok) {
     return {
       tone: "ok",
-      headline: "All is well",
+      headline: m.doctor_all_well(),
       detail:
         total === 0
-          ? "There was nothing to check."
+          ? m.doctor_nothing_checked()
           : total === 1
-            ? "The only check passed."
-            : `All ${total} checks passed.`,
+            ? m.doctor_only_check_passed()
+            : m.doctor_all_passed({ total }),
       counts,
     };
   }
@@ -63,20 +60,20 @@ export function summariseReport(report: DoctorReport): ReportSummary {
     // The report says "not ok" without naming a check; don't pretend otherwise.
     return {
       tone: "warning",
-      headline: "Something needs attention",
-      detail: "Opptak found a problem but could not say which check it was.",
+      headline: m.doctor_something_needs_attention(),
+      detail: m.doctor_unnamed_problem(),
       counts,
     };
   }
 
   const parts: string[] = [];
-  if (counts.error > 0) parts.push(plural(counts.error, "error", "errors"));
-  if (counts.warning > 0) parts.push(plural(counts.warning, "warning", "warnings"));
+  if (counts.error > 0) parts.push(m.doctor_errors({ count: counts.error }));
+  if (counts.warning > 0) parts.push(m.doctor_warnings({ count: counts.warning }));
 
   return {
     tone: counts.error > 0 ? "error" : "warning",
-    headline: `${plural(attention, "thing needs", "things need")} attention`,
-    detail: `${joinAnd(parts)} out of ${plural(total, "check", "checks")}.`,
+    headline: m.doctor_attention({ count: attention }),
+    detail: m.doctor_out_of({ problems: joinAnd(parts), checks: m.doctor_checks({ count: total }) }),
     counts,
   };
 }

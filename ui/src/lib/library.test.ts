@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { LibraryEntry, LibraryStatus } from "../bindings";
+import { setLocale } from "./paraglide/runtime.js";
 import {
   canRetry,
   deleteQuestion,
+  failureDetail,
   formatBytes,
   formatDate,
   formatLength,
@@ -53,11 +55,11 @@ describe("sizes, rates and times in words", () => {
   });
 
   it("says the time left in seconds, minutes or hours", () => {
-    expect(formatTimeLeft(0)).toBe("0 s left");
-    expect(formatTimeLeft(19.2)).toBe("20 s left");
+    expect(formatTimeLeft(0)).toBe("0 sec left");
+    expect(formatTimeLeft(19.2)).toBe("20 sec left");
     expect(formatTimeLeft(65)).toBe("1 min left");
-    expect(formatTimeLeft(3600)).toBe("1 h left");
-    expect(formatTimeLeft(3900)).toBe("1 h 5 min left");
+    expect(formatTimeLeft(3600)).toBe("1 hr left");
+    expect(formatTimeLeft(3900)).toBe("1 hr 5 min left");
   });
 
   it("shows a length like a clock, and a dash when unknown", () => {
@@ -69,11 +71,53 @@ describe("sizes, rates and times in words", () => {
 
   it("shows the date in the computer's own time zone", () => {
     const local = new Date(2026, 11, 5, 10, 15, 30);
-    expect(formatDate(local.getTime() / 1000)).toBe("2026-12-05 10:15");
+    expect(formatDate(local.getTime() / 1000)).toBe("Dec 5, 2026, 10:15 AM");
+  });
+
+  it("speaks the window's language", () => {
+    setLocale("nb", { reload: false });
+    try {
+      expect(formatTimeLeft(3900)).toBe("1 t 5 min igjen");
+      expect(formatRate(2_100_000)).toBe("2,1 MB/s");
+      expect(formatDate(new Date(2026, 11, 5, 10, 15).getTime() / 1000)).toBe("5. des. 2026, 10:15");
+      expect(libraryStatusWords(uploading(43, 100, 2_100_000, 65))).toBe("Laster opp 43 % · 2,1 MB/s · 1 min igjen");
+      expect(libraryStatusWords({ state: "safe" })).toBe("Trygt lagret på serveren ✓");
+      setLocale("nn", { reload: false });
+      expect(formatTimeLeft(65)).toBe("1 min att");
+      expect(libraryStatusWords({ state: "recording" })).toBe("Tek opp no");
+    } finally {
+      setLocale("en", { reload: false });
+    }
   });
 });
 
 describe("the state in words", () => {
+  it("says why an upload failed by its code, keeping the engine's words beneath", () => {
+    const refused: LibraryStatus = {
+      state: "failed",
+      code: "token_refused",
+      message: "The server refused the token (401). Check the token in Settings.",
+      needsTeacher: true,
+    };
+    expect(libraryStatusWords(refused)).toBe(
+      "Failed: The server refused the sign-in token. Check the token in Settings, then press Retry.",
+    );
+    expect(failureDetail(refused)).toBe("The server refused the token (401). Check the token in Settings.");
+    setLocale("nn", { reload: false });
+    try {
+      expect(libraryStatusWords(refused)).toBe(
+        "Gjekk ikkje: Tenaren avviste tokenet. Sjekk tokenet under Innstillingar, og trykk Prøv igjen.",
+      );
+      expect(failureDetail(refused)).toContain("(401)");
+    } finally {
+      setLocale("en", { reload: false });
+    }
+    const unknown: LibraryStatus = { state: "failed", code: "something_new", message: "Words.", needsTeacher: false };
+    expect(libraryStatusWords(unknown)).toBe("Failed: Words.");
+    expect(failureDetail(unknown)).toBeNull();
+    expect(failureDetail({ state: "safe" })).toBeNull();
+  });
+
   it("says each state as the teacher reads it", () => {
     expect(libraryStatusWords({ state: "onlyOnThisComputer" })).toBe("Only on this computer");
     expect(libraryStatusWords({ state: "waitingForNetwork" })).toBe(
@@ -93,6 +137,7 @@ describe("the state in words", () => {
     expect(libraryStatusWords(failed)).toBe(
       "Failed: The recording's file is missing. Put the file back where it was, then press Retry.",
     );
+    expect(failureDetail(failed)).toBeNull();
     expect(statusTone(failed)).toBe("failed");
     expect(statusTone({ state: "safe" })).toBe("ok");
   });

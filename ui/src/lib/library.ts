@@ -3,6 +3,9 @@
 // what each state from the engine means for what the teacher sees and may do.
 
 import type { LibraryEntry, LibraryStatus } from "../bindings";
+import { explainProblem } from "./errors";
+import { formatBytes as formatSize, formatDateTime, formatDuration, formatNumber } from "./format";
+import * as m from "./paraglide/messages.js";
 
 const two = (n: number) => String(n).padStart(2, "0");
 
@@ -11,34 +14,19 @@ export function newestFirst(entries: readonly LibraryEntry[]): LibraryEntry[] {
   return [...entries].sort((a, b) => b.createdAt - a.createdAt || b.id - a.id);
 }
 
-/** "850 B", "12 kB", "4.3 MB", "1.2 GB" (decimal units, as file managers show them). */
+/** "850 B", "12 kB", "4.3 MB" ("4,3 MB" in nb/nn), in the window's language. */
 export function formatBytes(bytes: number): string {
-  if (!Number.isFinite(bytes) || bytes < 1000) return `${Math.max(0, Math.round(bytes || 0))} B`;
-  const units = ["kB", "MB", "GB", "TB"];
-  let value = bytes;
-  let unit = -1;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit += 1;
-  }
-  const shown = value < 10 ? value.toFixed(1) : String(Math.round(value));
-  return `${shown} ${units[unit]}`;
+  return formatSize(bytes);
 }
 
 /** "2.1 MB/s". */
 export function formatRate(bytesPerSecond: number): string {
-  return `${formatBytes(bytesPerSecond)}/s`;
+  return m.library_rate({ size: formatBytes(bytesPerSecond) });
 }
 
-/** "20 s left", "1 min left", "1 h 5 min left". */
+/** "20 sec left", "1 min left", "1 hr 5 min left" ("1 t 5 min igjen" in nb). */
 export function formatTimeLeft(seconds: number): string {
-  const total = Math.max(0, Math.ceil(seconds));
-  if (total < 60) return `${total} s left`;
-  const minutes = Math.round(total / 60);
-  if (minutes < 60) return `${minutes} min left`;
-  const hours = Math.floor(minutes / 60);
-  const rest = minutes % 60;
-  return rest === 0 ? `${hours} h left` : `${hours} h ${rest} min left`;
+  return m.library_time_left({ time: formatDuration(seconds) });
 }
 
 /** A recording's length: "0:05", "45:10", "1:02:03"; "—" when unknown. */
@@ -51,11 +39,9 @@ export function formatLength(seconds: number | null): string {
   return hours > 0 ? `${hours}:${two(minutes)}:${two(rest)}` : `${minutes}:${two(rest)}`;
 }
 
-/** "2026-12-05 10:15", in the computer's own time zone. */
+/** When it was made, in the window's language and the computer's time zone: "Dec 5, 2026, 10:15 AM", "5. des. 2026, 10:15". */
 export function formatDate(unixSeconds: number): string {
-  const date = new Date(unixSeconds * 1000);
-  const day = `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())}`;
-  return `${day} ${two(date.getHours())}:${two(date.getMinutes())}`;
+  return formatDateTime(unixSeconds);
 }
 
 /** How much of an upload the server has, 0–99 (100 only once it is safe). */
@@ -68,24 +54,30 @@ export function uploadPercent(sentBytes: number, totalBytes: number): number {
 export function libraryStatusWords(status: LibraryStatus): string {
   switch (status.state) {
     case "recording":
-      return "Recording now";
+      return m.library_status_recording();
     case "onlyOnThisComputer":
-      return "Only on this computer";
+      return m.library_status_only_here();
     case "waitingForNetwork":
-      return "Waiting for network — it will upload by itself";
+      return m.status_waiting_for_network();
     case "uploading": {
-      const parts = [`Uploading ${uploadPercent(status.sentBytes, status.totalBytes)} %`];
+      const percent = formatNumber(uploadPercent(status.sentBytes, status.totalBytes));
+      const parts: string[] = [m.status_uploading({ percent })];
       if (status.bytesPerSecond !== null) parts.push(formatRate(status.bytesPerSecond));
       if (status.secondsLeft !== null) parts.push(formatTimeLeft(status.secondsLeft));
       return parts.join(" · ");
     }
     case "checking":
-      return "Checking on the server";
+      return m.status_checking();
     case "safe":
-      return "Safe on server ✓";
+      return m.status_safe();
     case "failed":
-      return `Failed: ${status.message}`;
+      return m.library_status_failed({ reason: explainProblem(status.code, status.message).sentence });
   }
+}
+
+/** The engine's own words on a failed upload, shown under the sentence; null when there is nothing more. */
+export function failureDetail(status: LibraryStatus): string | null {
+  return status.state === "failed" ? explainProblem(status.code, status.message).detail : null;
 }
 
 /** The progress bar's value (0–100), or null when no bar applies. */
@@ -131,15 +123,15 @@ export function isOnlyCopy(entry: LibraryEntry): boolean {
 export function deleteQuestion(entry: LibraryEntry): { title: string; body: string; confirm: string } {
   if (isOnlyCopy(entry)) {
     return {
-      title: `Delete the only copy of "${entry.name}"?`,
-      body: "This recording is not safe on the server yet: the file on this computer is the only copy. If you delete it, the recording is gone for good.",
-      confirm: "Delete the only copy",
+      title: m.library_delete_only_title({ name: entry.name }),
+      body: m.library_delete_only_body(),
+      confirm: m.library_delete_only_confirm(),
     };
   }
   return {
-    title: `Delete "${entry.name}" from this computer?`,
-    body: "It is safe on the server, which keeps its copy. Only the file on this computer is deleted.",
-    confirm: "Delete from this computer",
+    title: m.library_delete_here_title({ name: entry.name }),
+    body: m.library_delete_here_body(),
+    confirm: m.library_delete_here_confirm(),
   };
 }
 
@@ -149,16 +141,17 @@ export function isPlayable(entry: LibraryEntry): boolean {
 }
 
 /** The kinds of file "Upload a file…" offers. */
-export const UPLOAD_FILTERS = [
-  { name: "Recordings", extensions: ["wav", "flac", "ogg", "oga", "opus", "mp4", "m4a", "m4v", "webm"] },
-];
+export function uploadFilters(): { name: string; extensions: string[] }[] {
+  return [
+    { name: m.library_upload_filter(), extensions: ["wav", "flac", "ogg", "oga", "opus", "mp4", "m4a", "m4v", "webm"] },
+  ];
+}
 
 /** One summary line: "12 recordings · 9 safe on server". */
 export function librarySummary(entries: readonly LibraryEntry[]): string {
   const count = entries.length;
   const safe = entries.filter((entry) => entry.status.state === "safe").length;
-  const noun = count === 1 ? "recording" : "recordings";
-  return `${count} ${noun} · ${safe} safe on server`;
+  return m.library_summary({ count, safe });
 }
 
 /**
@@ -177,15 +170,13 @@ export async function playableUrl(
   try {
     response = await read(assetUrl);
   } catch {
-    throw new Error("Opptak could not open the recording's file. Open its folder to check that it is still there.");
+    throw new Error(m.library_play_unreadable());
   }
   if (response.status === 404) {
-    throw new Error("The recording's file is not on this computer any more. Open its folder to look for it.");
+    throw new Error(m.library_play_missing());
   }
   if (!response.ok) {
-    throw new Error(
-      "Opptak can only play recordings in its own recordings folder. Open the folder to play this file in another program.",
-    );
+    throw new Error(m.library_play_elsewhere());
   }
   return toUrl(await response.blob());
 }

@@ -8,6 +8,7 @@ import {
   screenLabel,
   windowTitle,
 } from "./navigation";
+import { setLocale } from "./paraglide/runtime.js";
 
 describe("navigation", () => {
   it("offers Record, Library and Settings in that order", () => {
@@ -50,5 +51,19 @@ describe("navigation", () => {
   it("names the window after the screen", () => {
     expect(screenLabel("library")).toBe("Library");
     expect(windowTitle("settings")).toBe("Settings · Opptak");
+  });
+});
+
+describe("in another language", () => {
+  it("names the screens and titles the window in the window's language", () => {
+    setLocale("nn", { reload: false });
+    try {
+      expect(SCREENS.map((s) => s.label)).toEqual(["Opptak", "Bibliotek", "Innstillingar"]);
+      expect(windowTitle("settings")).toBe("Innstillingar · Opptak");
+      setLocale("nb", { reload: false });
+      expect(windowTitle("settings")).toBe("Innstillinger · Opptak");
+    } finally {
+      setLocale("en", { reload: false });
+    }
   });
 });

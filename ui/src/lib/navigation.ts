@@ -1,6 +1,8 @@
 // Which screen the window shows. Plain TypeScript so it can be unit tested;
 // App.svelte only wires it to the DOM.
 
+import * as m from "./paraglide/messages.js";
+
 export type ScreenId = "record" | "library" | "settings";
 
 export type ScreenInfo = {
@@ -8,11 +10,26 @@ export type ScreenInfo = {
   readonly label: string;
 };
 
-/** The navigation, in the order it is shown. */
+/** The navigation, in the order it is shown; each label is read in the window's language. */
 export const SCREENS: readonly ScreenInfo[] = [
-  { id: "record", label: "Record" },
-  { id: "library", label: "Library" },
-  { id: "settings", label: "Settings" },
+  {
+    id: "record",
+    get label() {
+      return m.nav_record();
+    },
+  },
+  {
+    id: "library",
+    get label() {
+      return m.nav_library();
+    },
+  },
+  {
+    id: "settings",
+    get label() {
+      return m.nav_settings();
+    },
+  },
 ];
 
 /** The screen a fresh window opens on. */

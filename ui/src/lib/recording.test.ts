@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Microphone, RecordingStatus } from "../bindings";
 import {
   applyEvent,
-  SOURCE_LABELS,
+  sourceLabel,
   bytesPerHourFor,
   chooseMicrophone,
   chooseSource,
@@ -19,6 +19,7 @@ import {
   spaceLeftWords,
   statusWords,
 } from "./recording";
+import { setLocale } from "./paraglide/runtime.js";
 
 describe("recording names and times", () => {
   it("names a recording after the lesson's local date and time", () => {
@@ -211,9 +212,36 @@ describe("what to record", () => {
   });
 
   it("names the four choices and plays audio and video in the app", () => {
-    expect(SOURCE_LABELS.screenAndCamera).toBe("Screen + camera");
+    expect(sourceLabel("screenAndCamera")).toBe("Screen + camera");
     expect(mediaKind("audio/wav")).toBe("audio");
     expect(mediaKind("video/mp4")).toBe("video");
     expect(mediaKind("application/pdf")).toBeNull();
+  });
+});
+
+describe("the Record screen's words in Norwegian", () => {
+  it("says each state, the space left and the test result in bokmål and nynorsk", () => {
+    setLocale("nb", { reload: false });
+    try {
+      expect(statusWords({ state: "safe" })).toBe("Trygt lagret på serveren ✓");
+      expect(statusWords({ state: "uploading", percent: 43 })).toBe("Laster opp 43 %");
+      expect(statusWords({ state: "waitingForNetwork" })).toBe("Venter på nettverk — opptaket lastes opp av seg selv");
+      expect(spaceLeftWords(300, 100).words).toBe("Plass til omtrent 3 timer med opptak");
+      expect(spaceLeftWords(100, 100).words).toBe("Plass til omtrent 1 time med opptak");
+      expect(microphoneTestWords({ microphone: "USB", heard: false })).toContain("ikke dempet");
+      expect(defaultRecordingName(new Date(2026, 11, 5, 10, 15))).toBe("Undervisning 2026-12-05 10:15");
+      expect(sourceLabel("screenAndCamera")).toBe("Skjerm + kamera");
+      setLocale("nn", { reload: false });
+      expect(statusWords({ state: "safe" })).toBe("Trygt lagra på tenaren ✓");
+      expect(statusWords({ state: "recording" })).toBe("Tek opp");
+      expect(spaceLeftWords(50, 100)).toMatchObject({ low: true });
+      expect(spaceLeftWords(50, 100).words).toContain("Berre plass til om lag 30 minutt");
+      expect(microphoneTestWords({ microphone: "USB", heard: false })).toContain("ikkje dempa");
+      expect(microphoneLabel({ name: "Innebygd", isDefault: true, channels: 2, sampleRate: 48_000 })).toBe(
+        "Innebygd (standard på datamaskina)",
+      );
+    } finally {
+      setLocale("en", { reload: false });
+    }
   });
 });

@@ -12,6 +12,8 @@ import type {
   VideoSize,
   VideoSources,
 } from "../bindings";
+import { formatNumber } from "./format";
+import * as m from "./paraglide/messages.js";
 
 /** Where the chosen microphone is remembered between launches. */
 export const MICROPHONE_KEY = "opptak.microphone";
@@ -21,10 +23,13 @@ export const METER_FLOOR_DBFS = -60;
 
 const two = (n: number) => String(n).padStart(2, "0");
 
-/** "Lesson 2026-12-05 10:15", in the computer's own time zone. */
+/**
+ * "Lesson 2026-12-05 10:15" ("Undervisning …" in nb/nn), in the computer's
+ * own time zone. The date stays ISO in every language: names sort by it.
+ */
 export function defaultRecordingName(now: Date): string {
   const date = `${now.getFullYear()}-${two(now.getMonth() + 1)}-${two(now.getDate())}`;
-  return `Lesson ${date} ${two(now.getHours())}:${two(now.getMinutes())}`;
+  return m.record_default_name({ date: `${date} ${two(now.getHours())}:${two(now.getMinutes())}` });
 }
 
 /** "0:05", "12:34", "1:02:03". */
@@ -54,28 +59,29 @@ export function chooseMicrophone(microphones: Microphone[], remembered: string |
 
 /** The microphone's name as the picker lists it. */
 export function microphoneLabel(microphone: Microphone): string {
-  return microphone.isDefault ? `${microphone.name} (computer's default)` : microphone.name;
+  return microphone.isDefault ? m.record_microphone_default({ name: microphone.name }) : microphone.name;
 }
 
 /** Where the recording is, in the words the screen shows. */
 export function statusWords(status: RecordingStatus): string {
   switch (status.state) {
     case "recording":
-      return "Recording";
+      return m.status_recording();
     case "saved":
-      return "Saved on this computer";
+      return m.status_saved();
     case "uploading":
-      return `Uploading ${status.percent} %`;
+      return m.status_uploading({ percent: formatNumber(status.percent) });
     case "waitingForNetwork":
-      return "Waiting for network — it will upload by itself";
+      return m.status_waiting_for_network();
     case "checking":
-      return "Checking on the server";
+      return m.status_checking();
     case "safe":
-      return "Safe on server ✓";
+      return m.status_safe();
     case "onlyOnThisComputer":
-      return `Only on this computer. ${status.message}`;
+      // The engine's reason has no code to translate it by; it is kept as said.
+      return m.status_only_on_this_computer({ message: status.message });
     case "failed":
-      return `The upload failed. ${status.message}`;
+      return m.status_upload_failed({ message: status.message });
   }
 }
 
@@ -156,22 +162,16 @@ export function spaceLeftWords(freeBytes: number, bytesPerHour: number): SpaceLe
   const hours = bytesPerHour > 0 ? Math.max(0, freeBytes) / bytesPerHour : 0;
   if (hours < 1) {
     const minutes = Math.floor(hours * 60);
-    return {
-      words:
-        `Only about ${minutes} minute${minutes === 1 ? "" : "s"} of recording space left. ` +
-        "Delete recordings that are safe on the server, or free some space on this computer, before a long lesson.",
-      low: true,
-    };
+    return { words: m.record_space_low({ minutes }), low: true };
   }
-  const whole = Math.floor(hours);
-  return { words: `About ${whole} hour${whole === 1 ? "" : "s"} of recording space left`, low: false };
+  return { words: m.record_space_left({ hours: Math.floor(hours) }), low: false };
 }
 
 /** What "Test microphone" found, in the words the screen shows. */
 export function microphoneTestWords(result: { microphone: string; heard: boolean }): string {
   return result.heard
-    ? `We heard sound from ${result.microphone}. Listen to the playback to check it sounds right.`
-    : `We heard nothing from ${result.microphone}. Check it is switched on and not muted, then try again.`;
+    ? m.record_test_heard({ microphone: result.microphone })
+    : m.record_test_silent({ microphone: result.microphone });
 }
 
 /** Where the chosen source (microphone, screen, camera, both) is remembered. */
@@ -179,13 +179,17 @@ export const SOURCE_KEY = "opptak.source";
 /** Where the chosen video size is remembered. */
 export const VIDEO_SIZE_KEY = "opptak.videoSize";
 
-/** The four choices' names, as the picker lists them. */
-export const SOURCE_LABELS: Record<SourceKind, string> = {
-  microphone: "Microphone",
-  screen: "Screen",
-  camera: "Camera",
-  screenAndCamera: "Screen + camera",
+const SOURCE_LABELS: Readonly<Record<SourceKind, () => string>> = {
+  microphone: m.source_microphone,
+  screen: m.source_screen,
+  camera: m.source_camera,
+  screenAndCamera: m.source_screen_and_camera,
 };
+
+/** A choice's name, as the picker lists it. */
+export function sourceLabel(kind: SourceKind): string {
+  return SOURCE_LABELS[kind]();
+}
 
 /**
  * The choice to preselect: the one chosen last time if it can still be

@@ -11,6 +11,7 @@ import {
   isComplete,
   withDefault,
 } from "./settings";
+import { setLocale } from "./paraglide/runtime.js";
 
 const thisComputer: DestinationInfo = {
   id: "this-computer",
@@ -101,5 +102,31 @@ describe("destinations", () => {
   it("says where tokens are kept", () => {
     expect(credentialStoreLabel("system")).toContain("password store");
     expect(credentialStoreLabel("file")).toContain("private file");
+  });
+});
+
+describe("Settings in Norwegian", () => {
+  it("says the form's problems and the connection's headline in bokmål and nynorsk", () => {
+    setLocale("nb", { reload: false });
+    try {
+      expect(checkNewDestination({ name: "", url: "", token: "a b" })).toEqual({
+        name: "Gi serveren et navn, for eksempel «Skole».",
+        url: "Lim inn adressen skolen ga deg for Opptak.",
+        token: "Tokenet har mellomrom i seg. Kopier det på nytt.",
+      });
+      expect(describeCheck({ outcome: "unreachable", status: null, message: "x" }).headline).toBe("Serveren kan ikke nås");
+      setLocale("nn", { reload: false });
+      expect(describeCheck({ outcome: "unreachable", status: null, message: "x" })).toEqual({
+        tone: "warning",
+        headline: "Tenaren kan ikkje nåast",
+        detail: "x",
+      });
+      expect(checkNewDestination({ name: "x".repeat(MAX_NAME_CHARS + 1), url: "https://a", token: "t" }).name).toBe(
+        `Bruk høgst ${MAX_NAME_CHARS} teikn.`,
+      );
+      expect(credentialStoreLabel("system")).toBe("Passordlageret på datamaskina");
+    } finally {
+      setLocale("en", { reload: false });
+    }
   });
 });

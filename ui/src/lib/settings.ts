@@ -7,6 +7,7 @@ import type {
   CredentialStore,
   DestinationInfo,
 } from "../bindings";
+import * as m from "./paraglide/messages.js";
 
 export type NewDestination = { name: string; url: string; token: string };
 
@@ -22,16 +23,14 @@ export const MAX_NAME_CHARS = 80;
 export function checkNewDestination(form: NewDestination, needName = true): FieldErrors {
   const errors: FieldErrors = {};
   const name = form.name.trim();
-  if (needName && name === "") errors.name = "Give the server a name, for example “School”.";
-  else if ([...name].length > MAX_NAME_CHARS)
-    errors.name = `Use at most ${MAX_NAME_CHARS} characters.`;
+  if (needName && name === "") errors.name = m.form_name_missing();
+  else if ([...name].length > MAX_NAME_CHARS) errors.name = m.form_name_too_long({ max: MAX_NAME_CHARS });
   const url = form.url.trim();
-  if (url === "") errors.url = "Paste the address your school gave for Opptak.";
-  else if (!/^https?:\/\/[^\s/?#]+/i.test(url))
-    errors.url = "The address must start with https:// (or http://), for example https://opptak.school.example.";
+  if (url === "") errors.url = m.form_url_missing();
+  else if (!/^https?:\/\/[^\s/?#]+/i.test(url)) errors.url = m.form_url_invalid();
   const token = form.token.trim();
-  if (token === "") errors.token = "Paste the token from your school's Opptak or LMS page.";
-  else if (/\s/.test(token)) errors.token = "The token has spaces in it. Copy it again.";
+  if (token === "") errors.token = m.form_token_missing();
+  else if (/\s/.test(token)) errors.token = m.form_token_spaces();
   return errors;
 }
 
@@ -42,30 +41,30 @@ export function isComplete(errors: FieldErrors): boolean {
 
 export type Tone = "ok" | "warning" | "error";
 
-const HEADLINES: Readonly<Record<ConnectionOutcome, { tone: Tone; headline: string }>> = {
-  ok: { tone: "ok", headline: "Connected" },
-  tokenRefused: { tone: "error", headline: "The token was refused" },
-  notUploadApi: { tone: "error", headline: "This is not an Opptak upload address" },
-  unreachable: { tone: "warning", headline: "The server cannot be reached" },
-  tlsProblem: { tone: "error", headline: "The secure connection failed" },
-  serverError: { tone: "warning", headline: "The server has a problem" },
+const HEADLINES: Readonly<Record<ConnectionOutcome, { tone: Tone; headline: () => string }>> = {
+  ok: { tone: "ok", headline: m.check_ok },
+  tokenRefused: { tone: "error", headline: m.check_token_refused },
+  notUploadApi: { tone: "error", headline: m.check_not_upload_api },
+  unreachable: { tone: "warning", headline: m.check_unreachable },
+  tlsProblem: { tone: "error", headline: m.check_tls_problem },
+  serverError: { tone: "warning", headline: m.check_server_error },
 };
 
 /** The headline and tone of a connection test's answer; the message says the rest. */
 export function describeCheck(check: ConnectionCheck): { tone: Tone; headline: string; detail: string } {
-  const known = HEADLINES[check.outcome] ?? { tone: "error" as Tone, headline: "Unexpected answer" };
-  return { ...known, detail: check.message };
+  const known = HEADLINES[check.outcome] ?? { tone: "error" as Tone, headline: m.check_unexpected };
+  return { tone: known.tone, headline: known.headline(), detail: check.message };
 }
 
 /** Where tokens are kept, in a few words for the label beside the details. */
 export function credentialStoreLabel(store: CredentialStore): string {
-  return store === "system" ? "The computer's password store" : "A private file in the data folder";
+  return store === "system" ? m.settings_store_system() : m.settings_store_file();
 }
 
 /** The line under a destination's name. */
 export function destinationDetail(destination: DestinationInfo): string {
   return destination.kind === "thisComputer"
-    ? "Opptak's own server on this computer. Works with no network."
+    ? m.settings_this_computer_detail()
     : (destination.url ?? "");
 }
 

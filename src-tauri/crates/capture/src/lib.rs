@@ -32,7 +32,7 @@ pub use level::{FLOOR_DBFS, Level};
 pub use recorder::{AudioFormat, CaptureEvent, Progress, Recorder, RecorderConfig, RecorderState, WavFile};
 pub use video::{
     Camera, Screen, VIDEO_AUDIO_CHANNELS, VIDEO_AUDIO_RATE, VideoConfig, VideoFormat, VideoPreset,
-    VideoRecorder, VideoSource, cameras, default_display, screens, video_unavailable,
+    VideoRecorder, VideoSource, cameras, default_display, screens, video_unavailable, wayland_session,
 };
 pub use wav::{MAX_DATA_BYTES, RepairedWav, repair_wav};
 
@@ -91,6 +91,12 @@ pub enum Error {
         /// What is missing and what to install.
         missing: String,
     },
+    /// The desktop is a Wayland session: the X11 capture would film a
+    /// black picture, and the portal capture is not built yet.
+    #[error(
+        "The screen of a Wayland desktop cannot be recorded yet (it would come out black). Log out, choose an Xorg (X11) session on the login screen and try again; recording sound alone works now."
+    )]
+    WaylandScreen,
     /// The screen cannot be recorded.
     #[error(
         "The screen {display} cannot be recorded: {reason}. Record from the desktop you are logged in to, or pick another screen."

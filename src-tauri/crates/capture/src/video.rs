@@ -199,6 +199,12 @@ pub fn default_display() -> Option<String> {
     std::env::var("DISPLAY").ok().filter(|display| !display.trim().is_empty())
 }
 
+/// Whether this is a Wayland desktop session, whose screen the X11 capture
+/// cannot film (it sees only X11 windows, the rest black).
+pub fn wayland_session() -> bool {
+    std::env::var("XDG_SESSION_TYPE").is_ok_and(|session| session.eq_ignore_ascii_case("wayland"))
+}
+
 /// The screens that can be recorded: the X11 displays with a socket on
 /// this computer, the session's own first.
 pub fn screens() -> Vec<Screen> {
@@ -474,6 +480,9 @@ mod gst_engine {
 
     /// The display to record, or why there is none.
     fn display_of(display: &Option<String>) -> Result<String> {
+        if super::wayland_session() {
+            return Err(Error::WaylandScreen);
+        }
         let display = display.clone().or_else(super::default_display).ok_or_else(|| Error::NoDisplay {
             display: "(none)".into(),
             reason: "this session has no graphical desktop".into(),

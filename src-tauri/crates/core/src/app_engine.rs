@@ -455,7 +455,7 @@ impl AppEngine {
             .collect();
         let support = VideoSupport {
             missing: opptak_capture::video_unavailable(),
-            wayland: std::env::var("XDG_SESSION_TYPE").is_ok_and(|session| session == "wayland"),
+            wayland: opptak_capture::wayland_session(),
             screens: screens.len(),
             cameras: cameras.len(),
         };
@@ -599,6 +599,13 @@ impl AppEngine {
     /// sleep inhibitor follow a pause made in any window.
     pub async fn recorder_progress(&self) -> Option<watch::Receiver<Progress>> {
         self.current.lock().await.as_ref().map(|current| current.session.progress())
+    }
+
+    /// The running recording's events (silence, pauses, a lost
+    /// microphone…) from now on, whoever started it; `None` while nothing
+    /// records. Lets notifications follow a recording started from the tray.
+    pub async fn recorder_events(&self) -> Option<broadcast::Receiver<SessionEvent>> {
+        self.current.lock().await.as_ref().map(|current| current.session.subscribe())
     }
 
     /// Pauses the recording; paused time is not recorded.

@@ -33,6 +33,8 @@ pub use destinations::{
     check_connection,
 };
 pub use library::{Library, LibraryEntry, LibraryStatus};
+/// What a recorder reports while it records: levels, silence, pauses.
+pub use opptak_capture::CaptureEvent;
 /// Why a recording is in its state, as the journal has it.
 pub use opptak_journal::Problem;
 pub use recording::{RecordOptions, RecordedFile, RecordingSession, SessionEvent, StoppedRecording};
