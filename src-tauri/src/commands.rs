@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use opptak_core::AppEngine;
-use opptak_core::app_engine::{RecordingSource, VideoSize, VideoSources};
+use opptak_core::app_engine::{RecordingChoice, RecordingSource, VideoSize, VideoSources};
 use opptak_core::doctor::DoctorReport;
 use serde::Serialize;
 use tauri::State;
@@ -198,8 +198,15 @@ pub async fn start_recording(
     let engine = state.engine()?;
     let name = Some(name.trim().to_owned()).filter(|name| !name.is_empty());
     let device = device.filter(|device| !device.is_empty());
-    let source = source.unwrap_or_default();
-    let feed = engine.start_source(&source, size.unwrap_or_default(), device, name.clone()).await?;
+    let choice = RecordingChoice { source: source.unwrap_or_default(), size: size.unwrap_or_default() };
+    let feed = engine.start_source(&choice.source, choice.size, device, name.clone()).await?;
+    // The tray and the shortcut record what the window last recorded.
+    let saving = engine.clone();
+    tauri::async_runtime::spawn_blocking(move || {
+        if let Err(err) = saving.opptak().set_recording_choice(&choice) {
+            tracing::warn!(error = %err, "the tray and the shortcut keep their previous choice");
+        }
+    });
     let listed_as = engine
         .opptak()
         .journal()
@@ -461,8 +468,9 @@ mod record_screen_tests {
         }
         let Some(display) = VirtualDisplay::start() else { return };
         let temp = tempfile::tempdir().unwrap();
-        let engine = tauri::async_runtime::block_on(AppEngine::open(&DataDir::at(temp.path()))).unwrap();
-        let (_app, webview) = mock_window(temp.path(), Ok(Arc::new(engine)));
+        let engine =
+            Arc::new(tauri::async_runtime::block_on(AppEngine::open(&DataDir::at(temp.path()))).unwrap());
+        let (_app, webview) = mock_window(temp.path(), Ok(engine.clone()));
 
         let sources = call(&webview, "list_video_sources", json!({})).unwrap();
         let screen = sources["choices"].as_array().unwrap().iter().find(|c| c["kind"] == "screen").unwrap();
@@ -512,6 +520,12 @@ mod record_screen_tests {
             assert!(std::time::Instant::now() < deadline, "not safe on the server: {recording:?}");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+
+        // The tray and the shortcut now film the screen too.
+        tauri::async_runtime::block_on(crate::controls::start(&engine)).unwrap();
+        let recordings = journal.recordings().unwrap();
+        assert!(recordings.len() == 2 && recordings.iter().all(|r| r.is_video), "{recordings:?}");
+        tauri::async_runtime::block_on(engine.stop()).unwrap();
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use opptak_core::app_engine::RecorderState;
+use opptak_core::app_engine::{RecorderState, RecordingChoice};
 use opptak_core::{AppEngine, LibraryEntry, LibraryStatus};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
@@ -142,17 +142,30 @@ pub async fn follow_engine(engine: Arc<AppEngine>, activity: watch::Sender<Activ
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub enum Toggled {
-    /// A recording started with the default microphone.
+    /// A recording started: what the window last recorded, with the
+    /// default microphone.
     Started,
     /// The recording stopped; it is saved and its upload goes on.
     Stopped,
 }
 
-/// Starts recording the default microphone, named with the date and time.
-pub async fn start(engine: &AppEngine) -> Result<(), CommandError> {
+/// Starts recording what the window last recorded (the microphone alone
+/// until it recorded), with the default microphone, named with the date
+/// and time.
+pub async fn start(engine: &Arc<AppEngine>) -> Result<(), CommandError> {
+    let reading = engine.clone();
+    let choice = tauri::async_runtime::spawn_blocking(move || reading.opptak().recording_choice())
+        .await
+        .map_err(|err| {
+            CommandError::new("internal", format!("Starting stopped unexpectedly ({err}). Try again."))
+        })?
+        .unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "the saved choice could not be read; recording the microphone");
+            RecordingChoice::default()
+        });
     // Nobody listens to the feed here: the window follows the activity and
     // the Library, which the engine keeps without it.
-    engine.start(None, None).await?;
+    engine.start_source(&choice.source, choice.size, None, None).await?;
     Ok(())
 }
 
@@ -163,7 +176,7 @@ pub async fn stop(engine: &AppEngine) -> Result<(), CommandError> {
 }
 
 /// Starts a recording when none runs, else stops it.
-pub async fn toggle(engine: &AppEngine) -> Result<Toggled, CommandError> {
+pub async fn toggle(engine: &Arc<AppEngine>) -> Result<Toggled, CommandError> {
     if engine.is_recording().await {
         stop(engine).await.map(|()| Toggled::Stopped)
     } else {

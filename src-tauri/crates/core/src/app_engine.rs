@@ -96,6 +96,17 @@ impl RecordingSource {
     }
 }
 
+/// What to record and at which size: the Record screen's choice, which the
+/// tray and the shortcut start too.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct RecordingChoice {
+    /// The microphone alone, or a screen or camera with it.
+    pub source: RecordingSource,
+    /// The picture size of a video.
+    pub size: VideoSize,
+}
+
 /// The picture size of a screen or camera recording, at 30 frames a second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]

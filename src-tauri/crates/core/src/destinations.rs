@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::app_engine::RecordingChoice;
 use crate::uploads::{EMBEDDED_NAME, Target};
 use crate::{Error, Opptak, Result};
 
@@ -283,6 +284,9 @@ struct SettingsFile {
     /// a teacher who removes it does not get it back at the next start.
     #[serde(skip_serializing_if = "Option::is_none")]
     machine_preset_url: Option<String>,
+    /// What the tray and the shortcut record; `None`: the microphone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recording_choice: Option<RecordingChoice>,
 }
 
 impl Default for SettingsFile {
@@ -293,6 +297,7 @@ impl Default for SettingsFile {
             school_servers: Vec::new(),
             record_shortcut: None,
             machine_preset_url: None,
+            recording_choice: None,
         }
     }
 }
@@ -693,6 +698,21 @@ impl Opptak {
         Ok(self.read_settings()?.record_shortcut)
     }
 
+    /// Saves what the Record screen is set to record, for the tray and the
+    /// shortcut. Blocks.
+    pub fn set_recording_choice(&self, choice: &RecordingChoice) -> Result<()> {
+        self.edit_settings(|settings| {
+            settings.recording_choice = Some(choice.clone());
+            Ok(())
+        })
+    }
+
+    /// What the Record screen was last set to record (the microphone until
+    /// it was set).
+    pub fn recording_choice(&self) -> Result<RecordingChoice> {
+        Ok(self.read_settings()?.recording_choice.unwrap_or_default())
+    }
+
     /// Where destination `id` is, with its token from the credential store. Blocks.
     pub fn destination_target(&self, id: &str) -> Result<DefaultDestination> {
         if id == THIS_COMPUTER_ID {
@@ -1077,6 +1097,13 @@ mod tests {
         assert!(matches!(opptak.set_default_destination("school-nope"), Err(Error::UnknownDestination(_))));
         opptak.set_upload_while_recording(false).unwrap();
         assert!(!opptak.upload_while_recording().unwrap());
+        assert_eq!(opptak.recording_choice().unwrap(), RecordingChoice::default(), "the microphone at first");
+        let screen = RecordingChoice {
+            source: crate::app_engine::RecordingSource::Screen { display: Some(":7".into()) },
+            size: crate::app_engine::VideoSize::Hd1080,
+        };
+        opptak.set_recording_choice(&screen).unwrap();
+        assert_eq!(opptak.recording_choice().unwrap(), screen);
 
         // The journal learns the destination when it is connected.
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
