@@ -934,7 +934,11 @@ available: boolean;
 /**
  * Why it cannot, and what to do, in a teacher's words; `None` when available.
  */
-reason: string | null }
+reason: string | null; 
+/**
+ * The same as a code a window can put in the teacher's language.
+ */
+unavailable: Unavailable | null }
 /**
  * The four things a teacher can choose to record.
  */
@@ -956,6 +960,26 @@ export type SourceKind =
  */
 "screenAndCamera"
 export type TAURI_CHANNEL<TSend> = null
+/**
+ * Why a screen or camera choice cannot be recorded.
+ */
+export type Unavailable = 
+/**
+ * GStreamer, or a part of it, is missing.
+ */
+"videoMissing" | 
+/**
+ * A Wayland desktop, whose screen the X11 capture cannot film.
+ */
+"wayland" | 
+/**
+ * No screen Opptak can film.
+ */
+"noScreen" | 
+/**
+ * No camera is connected.
+ */
+"noCamera"
 /**
  * The picture size of a screen or camera recording, at 30 frames a second.
  */

@@ -6,6 +6,7 @@ import {
   bytesPerHourFor,
   chooseMicrophone,
   chooseSource,
+  unavailableReason,
   chooseVideoSize,
   mediaKind,
   recordingSource,
@@ -171,14 +172,20 @@ describe("recording space and the microphone test", () => {
 describe("what to record", () => {
   const sources = (cameras: number): import("../bindings").VideoSources => ({
     choices: [
-      { kind: "microphone", available: true, reason: null },
-      { kind: "screen", available: true, reason: null },
+      { kind: "microphone", available: true, reason: null, unavailable: null },
+      { kind: "screen", available: true, reason: null, unavailable: null },
       {
         kind: "camera",
         available: cameras > 0,
         reason: cameras > 0 ? null : "No camera is connected. Plug one in and open this screen again.",
+        unavailable: cameras > 0 ? null : "noCamera",
       },
-      { kind: "screenAndCamera", available: cameras > 0, reason: cameras > 0 ? null : "No camera is connected." },
+      {
+        kind: "screenAndCamera",
+        available: cameras > 0,
+        reason: cameras > 0 ? null : "No camera is connected.",
+        unavailable: cameras > 0 ? null : "noCamera",
+      },
     ],
     screens: [
       { display: ":1", isDefault: false },
@@ -192,6 +199,21 @@ describe("what to record", () => {
     expect(chooseSource(sources(0).choices, "camera")).toBe("microphone");
     expect(chooseSource(sources(1).choices, null)).toBe("microphone");
     expect(chooseSource(sources(1).choices, "nonsense")).toBe("microphone");
+  });
+
+  it("says why a choice cannot be recorded in the window's language", () => {
+    const camera = sources(0).choices[2]!;
+    expect(unavailableReason(sources(1).choices[2]!)).toBeNull();
+    expect(unavailableReason(camera)).toBe(camera.reason);
+    setLocale("nn", { reload: false });
+    try {
+      expect(unavailableReason(camera)).toBe("Ikkje noko kamera er kopla til. Kopla til eitt og opne denne sida på nytt.");
+      expect(unavailableReason({ ...camera, unavailable: "wayland" })).toContain("Wayland-skrivebord");
+      // A reason this window has no words for is shown as the engine said it.
+      expect(unavailableReason({ ...camera, unavailable: null, reason: "Something new." })).toBe("Something new.");
+    } finally {
+      setLocale("en", { reload: false });
+    }
   });
 
   it("remembers the video size, 720p by default", () => {

@@ -9,6 +9,7 @@ import type {
   RecordingStatus,
   SourceChoice,
   SourceKind,
+  Unavailable,
   VideoSize,
   VideoSources,
 } from "../bindings";
@@ -189,6 +190,19 @@ const SOURCE_LABELS: Readonly<Record<SourceKind, () => string>> = {
 /** A choice's name, as the picker lists it. */
 export function sourceLabel(kind: SourceKind): string {
   return SOURCE_LABELS[kind]();
+}
+
+const UNAVAILABLE: Record<Unavailable, () => string> = {
+  videoMissing: m.source_unavailable_video_missing,
+  wayland: m.source_unavailable_wayland,
+  noScreen: m.source_unavailable_no_screen,
+  noCamera: m.source_unavailable_no_camera,
+};
+
+/** Why `choice` cannot be recorded, in the window's language; null when it can. */
+export function unavailableReason(choice: SourceChoice): string | null {
+  if (choice.unavailable) return UNAVAILABLE[choice.unavailable]();
+  return choice.reason;
 }
 
 /**

@@ -156,6 +156,23 @@ pub struct SourceChoice {
     pub available: bool,
     /// Why it cannot, and what to do, in a teacher's words; `None` when available.
     pub reason: Option<String>,
+    /// The same as a code a window can put in the teacher's language.
+    pub unavailable: Option<Unavailable>,
+}
+
+/// Why a screen or camera choice cannot be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub enum Unavailable {
+    /// GStreamer, or a part of it, is missing.
+    VideoMissing,
+    /// A Wayland desktop, whose screen the X11 capture cannot film.
+    Wayland,
+    /// No screen Opptak can film.
+    NoScreen,
+    /// No camera is connected.
+    NoCamera,
 }
 
 /// A screen a recording can film.
@@ -217,29 +234,39 @@ pub fn source_choices(support: &VideoSupport) -> Vec<SourceChoice> {
              Ask IT to install it; recording sound alone still works."
         )
     });
+    let missing = missing.map(|reason| (Unavailable::VideoMissing, reason));
     let screen = missing.clone().or_else(|| {
         if support.wayland {
-            Some(
+            Some((
+                Unavailable::Wayland,
                 "Opptak cannot film the screen of a Wayland desktop yet. Log out, choose an Xorg (X11) \
                  session on the login screen, and try again."
                     .to_owned(),
-            )
+            ))
         } else if support.screens == 0 {
-            Some(
+            Some((
+                Unavailable::NoScreen,
                 "No screen was found to record: Opptak is not running on a desktop it can film. \
                  Open Opptak from your desktop and try again."
                     .to_owned(),
-            )
+            ))
         } else {
             None
         }
     });
     let camera = missing.or_else(|| {
-        (support.cameras == 0)
-            .then(|| "No camera is connected. Plug one in and open this screen again.".to_owned())
+        (support.cameras == 0).then(|| {
+            (
+                Unavailable::NoCamera,
+                "No camera is connected. Plug one in and open this screen again.".to_owned(),
+            )
+        })
     });
     let both = screen.clone().or_else(|| camera.clone());
-    let choice = |kind, reason: Option<String>| SourceChoice { kind, available: reason.is_none(), reason };
+    let choice = |kind, why: Option<(Unavailable, String)>| {
+        let (unavailable, reason) = why.unzip();
+        SourceChoice { kind, available: reason.is_none(), reason, unavailable }
+    };
     vec![
         choice(SourceKind::Microphone, None),
         choice(SourceKind::Screen, screen),
@@ -830,7 +857,11 @@ mod tests {
         let reason = |choices: &[SourceChoice], kind| {
             let choice = choices.iter().find(|choice| choice.kind == kind).unwrap();
             assert_eq!(choice.available, choice.reason.is_none(), "{choice:?}");
+            assert_eq!(choice.reason.is_some(), choice.unavailable.is_some(), "{choice:?}");
             choice.reason.clone()
+        };
+        let code = |choices: &[SourceChoice], kind| {
+            choices.iter().find(|choice| choice.kind == kind).and_then(|choice| choice.unavailable)
         };
         let everything = VideoSupport { missing: None, wayland: false, screens: 1, cameras: 1 };
         let choices = source_choices(&everything);
@@ -846,6 +877,7 @@ mod tests {
         let why = reason(&no_camera, SourceKind::Camera).unwrap();
         assert!(why.starts_with("No camera is connected."), "{why}");
         assert_eq!(reason(&no_camera, SourceKind::ScreenAndCamera), Some(why));
+        assert_eq!(code(&no_camera, SourceKind::ScreenAndCamera), Some(Unavailable::NoCamera));
 
         let no_gstreamer =
             VideoSupport { missing: Some("GStreamer lacks x264enc".into()), ..everything.clone() };
@@ -858,9 +890,12 @@ mod tests {
 
         let wayland = source_choices(&VideoSupport { wayland: true, ..everything.clone() });
         assert!(reason(&wayland, SourceKind::Screen).unwrap().contains("Wayland"));
+        assert_eq!(code(&wayland, SourceKind::Screen), Some(Unavailable::Wayland));
+        assert_eq!(code(&choices, SourceKind::Camera), Some(Unavailable::VideoMissing));
         assert_eq!(reason(&wayland, SourceKind::Camera), None);
         let no_screen = source_choices(&VideoSupport { screens: 0, ..everything });
         assert!(reason(&no_screen, SourceKind::Screen).unwrap().starts_with("No screen"));
+        assert_eq!(code(&no_screen, SourceKind::Screen), Some(Unavailable::NoScreen));
         for choices in [&wayland, &no_screen] {
             for choice in choices.iter() {
                 let words = choice.reason.clone().unwrap_or_default();
