@@ -11,7 +11,12 @@
 //! crashed app cannot keep the computer awake. Where logind is absent (a
 //! container, a desktop without systemd) the app logs it once and records
 //! anyway.
+//!
+//! The app keeps its own record of the inhibitor ([`Awake`], in
+//! `desktop_status`): the one witness where logind is absent, and what
+//! logind's `ListInhibitors` must agree with where it runs.
 
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::controls::Activity;
@@ -49,6 +54,22 @@ pub fn step(held: bool, activity: Activity) -> Step {
     }
 }
 
+/// Whether the computer is being kept awake, as the app itself records it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, specta::Type)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum Awake {
+    /// No inhibitor is held: nothing records, or the recording stopped.
+    #[default]
+    Released,
+    /// An inhibitor is held: the computer does not sleep while recording.
+    Held,
+    /// A recording runs, but the computer could not be kept awake.
+    Unavailable {
+        /// Why not (no system bus, logind refused…).
+        reason: String,
+    },
+}
+
 /// An open inhibitor: the computer stays awake until it is dropped.
 #[derive(Debug)]
 pub struct Inhibitor {
@@ -80,8 +101,8 @@ pub fn inhibit() -> Result<Inhibitor, String> {
 }
 
 /// Holds an inhibitor whenever `activity` says a recording runs, until the
-/// app closes.
-pub async fn follow(mut activity: watch::Receiver<Activity>) {
+/// app closes, and keeps `record` saying what it holds.
+pub async fn follow(mut activity: watch::Receiver<Activity>, record: watch::Sender<Awake>) {
     let mut held: Option<Inhibitor> = None;
     let mut wanted_now = false;
     let mut told_absent = false;
@@ -90,17 +111,22 @@ pub async fn follow(mut activity: watch::Receiver<Activity>) {
         match step(wanted_now, now) {
             Step::Take => {
                 wanted_now = true;
-                match tauri::async_runtime::spawn_blocking(inhibit).await {
-                    Ok(Ok(inhibitor)) => {
+                let asked = tauri::async_runtime::spawn_blocking(inhibit)
+                    .await
+                    .unwrap_or_else(|err| Err(format!("asking to stay awake stopped unexpectedly ({err})")));
+                match asked {
+                    Ok(inhibitor) => {
                         tracing::info!("the computer stays awake while recording");
                         held = Some(inhibitor);
+                        record.send_replace(Awake::Held);
                     }
-                    Ok(Err(why)) if !told_absent => {
-                        told_absent = true;
-                        tracing::warn!(why, "cannot keep the computer awake; recording goes on");
+                    Err(why) => {
+                        if !told_absent {
+                            told_absent = true;
+                            tracing::warn!(why, "cannot keep the computer awake; recording goes on");
+                        }
+                        record.send_replace(Awake::Unavailable { reason: why });
                     }
-                    Ok(Err(_)) => {}
-                    Err(err) => tracing::warn!(error = %err, "asking to stay awake stopped unexpectedly"),
                 }
             }
             Step::Release => {
@@ -108,6 +134,7 @@ pub async fn follow(mut activity: watch::Receiver<Activity>) {
                 if held.take().is_some() {
                     tracing::info!("the computer may sleep again");
                 }
+                record.send_replace(Awake::Released);
             }
             Step::Keep => {}
         }
@@ -141,6 +168,48 @@ mod tests {
                 Step::Release => false,
                 Step::Keep => held,
             };
+        }
+    }
+
+    /// The record follows a lesson: released before, held (or unavailable,
+    /// with the reason, where logind does not answer) from Start through a
+    /// pause to Stop, released after; a second lesson is recorded the same.
+    #[test]
+    fn the_record_says_held_or_unavailable_while_recording_and_released_after() {
+        let (activity, follows) = watch::channel(Activity::Idle);
+        let (record, mut reads) = watch::channel(Awake::Released);
+        tauri::async_runtime::spawn(follow(follows, record));
+        let logind = inhibit();
+        let expected = match &logind {
+            Ok(_) => Awake::Held,
+            Err(why) => Awake::Unavailable { reason: why.clone() },
+        };
+        drop(logind);
+        let mut wait_for = |wanted: &Awake, what: &str| {
+            let reached = tauri::async_runtime::block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), reads.wait_for(|now| now == wanted))
+                    .await
+                    .is_ok()
+            });
+            assert!(reached, "{what}: {:?}, not {wanted:?}", *reads.borrow());
+        };
+        for lesson in 1..=2 {
+            assert_eq!(*activity.borrow(), Activity::Idle);
+            activity.send_replace(Activity::Recording);
+            wait_for(&expected, &format!("recording lesson {lesson}"));
+            activity.send_replace(Activity::Paused);
+            activity.send_replace(Activity::Recording);
+            activity.send_replace(Activity::Uploading { percent: 3 });
+            wait_for(&Awake::Released, &format!("after lesson {lesson}"));
+            activity.send_replace(Activity::Idle);
+        }
+        let as_json = serde_json::to_value(&expected).unwrap();
+        match expected {
+            Awake::Held => assert_eq!(as_json, serde_json::json!({ "state": "held" })),
+            Awake::Unavailable { reason } => {
+                assert_eq!(as_json, serde_json::json!({ "state": "unavailable", "reason": reason }));
+            }
+            Awake::Released => unreachable!(),
         }
     }
 

@@ -198,8 +198,13 @@ pub async fn start_recording(
     let engine = state.engine()?;
     let name = Some(name.trim().to_owned()).filter(|name| !name.is_empty());
     let device = device.filter(|device| !device.is_empty());
-    let choice = RecordingChoice { source: source.unwrap_or_default(), size: size.unwrap_or_default() };
-    let feed = engine.start_source(&choice.source, choice.size, device, name.clone()).await?;
+    let choice = RecordingChoice {
+        source: source.unwrap_or_default(),
+        size: size.unwrap_or_default(),
+        microphone: device,
+    };
+    let feed =
+        engine.start_source(&choice.source, choice.size, choice.microphone.clone(), name.clone()).await?;
     // The tray and the shortcut record what the window last recorded.
     let saving = engine.clone();
     tauri::async_runtime::spawn_blocking(move || {

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tokio::sync::watch;
 
+use crate::i18n::Language;
 use crate::{AppState, CommandError};
 
 /// The event the window hears whenever the [`Activity`] changes, so a
@@ -31,6 +32,7 @@ pub const NOTICE_EVENT: &str = "desktop-notice";
 pub fn setup<R: Runtime>(app: &AppHandle<R>, launch_args: &[String]) {
     let desktop = app.state::<Desktop>();
     if let Ok(engine) = app.state::<AppState>().engine() {
+        crate::settings::restore_language(&engine, &desktop);
         tauri::async_runtime::spawn(follow_engine(engine, desktop.activity.clone()));
     }
     let activity = desktop.activity.subscribe();
@@ -44,9 +46,9 @@ pub fn setup<R: Runtime>(app: &AppHandle<R>, launch_args: &[String]) {
             }
         }
     });
-    tauri::async_runtime::spawn(crate::awake::follow(desktop.activity.subscribe()));
+    tauri::async_runtime::spawn(crate::awake::follow(desktop.activity.subscribe(), desktop.awake.clone()));
     crate::tray::check_host(app);
-    if let Err(err) = crate::tray::create(app, desktop.activity.subscribe()) {
+    if let Err(err) = crate::tray::create(app, desktop.activity.subscribe(), desktop.language.subscribe()) {
         tracing::warn!(error = %err, "the tray icon could not be made; use the window");
     }
     crate::shortcut::register_saved(app);
@@ -150,22 +152,27 @@ pub enum Toggled {
 }
 
 /// Starts recording what the window last recorded (the microphone alone
-/// until it recorded), with the default microphone, named with the date
-/// and time.
+/// until it recorded), with the microphone it last chose while that is
+/// plugged in (else the default), named with the date and time.
 pub async fn start(engine: &Arc<AppEngine>) -> Result<(), CommandError> {
     let reading = engine.clone();
-    let choice = tauri::async_runtime::spawn_blocking(move || reading.opptak().recording_choice())
-        .await
-        .map_err(|err| {
-            CommandError::new("internal", format!("Starting stopped unexpectedly ({err}). Try again."))
-        })?
-        .unwrap_or_else(|err| {
+    let choice = tauri::async_runtime::spawn_blocking(move || {
+        let mut choice = reading.opptak().recording_choice().unwrap_or_else(|err| {
             tracing::warn!(error = %err, "the saved choice could not be read; recording the microphone");
             RecordingChoice::default()
         });
+        let plugged_in = AppEngine::microphones().unwrap_or_default();
+        choice.microphone =
+            choice.microphone.filter(|name| plugged_in.iter().any(|found| found.name == *name));
+        choice
+    })
+    .await
+    .map_err(|err| {
+        CommandError::new("internal", format!("Starting stopped unexpectedly ({err}). Try again."))
+    })?;
     // Nobody listens to the feed here: the window follows the activity and
     // the Library, which the engine keeps without it.
-    engine.start_source(&choice.source, choice.size, None, None).await?;
+    engine.start_source(&choice.source, choice.size, choice.microphone, None).await?;
     Ok(())
 }
 
@@ -205,6 +212,10 @@ pub struct Desktop {
     pub tray_shown: std::sync::Mutex<Option<bool>>,
     /// The start/stop shortcut and whether it works.
     pub shortcut: std::sync::Mutex<crate::shortcut::ShortcutStatus>,
+    /// The language the tray and notifications speak.
+    pub language: watch::Sender<Language>,
+    /// Whether the computer is kept awake; [`crate::awake::follow`] keeps it.
+    pub awake: watch::Sender<crate::awake::Awake>,
 }
 
 impl Default for Desktop {
@@ -213,6 +224,8 @@ impl Default for Desktop {
             activity: watch::channel(Activity::Idle).0,
             tray_shown: std::sync::Mutex::new(None),
             shortcut: std::sync::Mutex::new(crate::shortcut::ShortcutStatus::default()),
+            language: watch::channel(Language::current(None)).0,
+            awake: watch::channel(crate::awake::Awake::default()).0,
         }
     }
 }
@@ -221,6 +234,11 @@ impl Desktop {
     /// What the app is doing now.
     pub fn activity(&self) -> Activity {
         *self.activity.borrow()
+    }
+
+    /// The language the tray and notifications speak now.
+    pub fn language(&self) -> Language {
+        *self.language.borrow()
     }
 
     /// Whether the tray icon can be seen, so hiding the window is safe.
@@ -280,6 +298,9 @@ pub struct DesktopStatus {
     pub tray_shown: bool,
     /// The start/stop shortcut.
     pub shortcut: crate::shortcut::ShortcutStatus,
+    /// Whether the computer is kept awake while recording, as the app
+    /// itself records it.
+    pub awake: crate::awake::Awake,
 }
 
 /// The tray, the shortcut and what the app is doing, for Settings and the
@@ -291,6 +312,7 @@ pub fn desktop_status(desktop: tauri::State<'_, Desktop>) -> DesktopStatus {
         activity: desktop.activity(),
         tray_shown: desktop.tray_shown(),
         shortcut: desktop.shortcut.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
+        awake: desktop.awake.borrow().clone(),
     }
 }
 

@@ -80,7 +80,10 @@ pub async fn forward(feed: RecordingFeed, channel: Channel<RecordEvent>) {
         let next = tokio::select! {
             event = events.recv(), if events_open => match event {
                 Ok(SessionEvent::Capture(event)) => RecordEvent::from_capture(event),
-                Ok(SessionEvent::Upload { .. }) | Err(RecvError::Lagged(_)) => None,
+                // After a sleep the lesson goes on in a new file: the
+                // progress and status go on, nothing else changes here.
+                Ok(SessionEvent::Upload { .. } | SessionEvent::ContinuedAfterSleep { .. })
+                | Err(RecvError::Lagged(_)) => None,
                 Err(RecvError::Closed) => {
                     events_open = false;
                     None

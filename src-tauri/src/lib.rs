@@ -25,6 +25,7 @@ pub mod library;
 pub mod notify;
 pub mod settings;
 pub mod shortcut;
+pub mod sleep;
 #[cfg(test)]
 mod test_support;
 pub mod tray;
@@ -71,6 +72,12 @@ pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
         settings::set_default_destination,
         settings::test_connection,
         settings::set_upload_while_recording,
+        settings::recording_choice,
+        settings::remember_recording_choice,
+        settings::language_choice,
+        settings::choose_language,
+        settings::start_at_login::<tauri::Wry>,
+        settings::set_start_at_login::<tauri::Wry>,
         diagnostics::save_diagnostics,
         controls::desktop_status,
         shortcut::set_record_shortcut::<tauri::Wry>,
@@ -154,6 +161,8 @@ pub fn run() -> ExitCode {
         .plugin(instance::plugin())
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_window_state::Builder::default().build())
+        // Off until the teacher turns it on in Settings.
+        .plugin(tauri_plugin_autostart::Builder::new().arg(settings::STARTED_AT_LOGIN).build())
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_global_shortcut::Builder::new().with_handler(shortcut::on_shortcut).build())
         .on_window_event(closing::on_window_event)
@@ -169,6 +178,7 @@ pub fn run() -> ExitCode {
             }
             controls::setup(app.handle(), &launch_args);
             if let Ok(engine) = app.state::<AppState>().engine() {
+                sleep::setup(app.handle(), engine.clone());
                 notify::setup(app.handle(), engine);
             }
             Ok(())

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opptak_core::{AppEngine, CaptureEvent, LibraryEntry, LibraryStatus, SessionEvent};
-use tauri::{AppHandle, Runtime};
+use tauri::{AppHandle, Manager, Runtime};
 use tauri_plugin_notification::NotificationExt;
 use tokio::sync::{broadcast, watch};
 
@@ -302,7 +302,11 @@ pub async fn follow_silence(engine: Arc<AppEngine>, show: Show, silent_for: Dura
 /// Starts the app's notifications (called once the app runs).
 pub fn setup<R: Runtime>(app: &AppHandle<R>, engine: Arc<AppEngine>) {
     let app = app.clone();
-    let show: Show = Arc::new(move |notice| show(&app, &notice, Language::current(None)));
+    // Each notice speaks the language chosen when it is shown.
+    let show: Show = Arc::new(move |notice| {
+        let language = app.state::<crate::controls::Desktop>().language();
+        show(&app, &notice, language);
+    });
     tauri::async_runtime::spawn(follow_silence(engine.clone(), show.clone(), MICROPHONE_SILENT_FOR));
     tauri::async_runtime::spawn(async move {
         match Follower::start(&engine).await {

@@ -11,6 +11,10 @@ use opptak_core::{AppEngine, ConnectionCheck, ConnectionOutcome, DestinationInfo
 use serde::Serialize;
 use tauri::State;
 
+use opptak_core::app_engine::RecordingChoice;
+
+use crate::controls::Desktop;
+use crate::i18n::Language;
 use crate::{AppState, CommandError};
 
 /// A core error as the Settings screen branches on it.
@@ -151,6 +155,101 @@ pub async fn apply_saved_choices(engine: &AppEngine) {
             }
         }
         Err(err) => tracing::error!(error = %err, "the saved settings cannot be read"),
+    }
+}
+
+/// What the Record screen is set to record (source, size, microphone), as
+/// saved in the settings file for the tray and the shortcut.
+#[tauri::command]
+#[specta::specta]
+pub async fn recording_choice(state: State<'_, AppState>) -> Result<RecordingChoice, CommandError> {
+    let engine = state.engine()?;
+    blocking(&engine, Opptak::recording_choice).await
+}
+
+/// Saves what the Record screen is set to record, so the tray and the
+/// shortcut record the same and the window shows it at the next start.
+#[tauri::command]
+#[specta::specta]
+pub async fn remember_recording_choice(
+    state: State<'_, AppState>,
+    choice: RecordingChoice,
+) -> Result<(), CommandError> {
+    let engine = state.engine()?;
+    blocking(&engine, move |opptak| opptak.set_recording_choice(&choice)).await
+}
+
+/// The language the teacher chose in Settings; `null`: the computer's.
+#[tauri::command]
+#[specta::specta]
+pub async fn language_choice(state: State<'_, AppState>) -> Result<Option<Language>, CommandError> {
+    let engine = state.engine()?;
+    let saved = blocking(&engine, Opptak::language).await?;
+    Ok(saved.as_deref().and_then(Language::from_tag))
+}
+
+/// Makes `language` (`null`: the computer's) the app's: saved for the next
+/// start, and spoken at once by the tray and notifications. Returns the
+/// language now spoken.
+#[tauri::command]
+#[specta::specta]
+pub async fn choose_language(
+    state: State<'_, AppState>,
+    desktop: State<'_, Desktop>,
+    language: Option<Language>,
+) -> Result<Language, CommandError> {
+    let engine = state.engine()?;
+    blocking(&engine, move |opptak| opptak.set_language(language.map(Language::tag))).await?;
+    let speaking = Language::current(language);
+    desktop.language.send_replace(speaking);
+    Ok(speaking)
+}
+
+/// The argument the login session starts Opptak with.
+pub const STARTED_AT_LOGIN: &str = "--started-at-login";
+
+fn autostart_error(err: impl std::fmt::Display) -> CommandError {
+    CommandError::new(
+        "autostart",
+        format!(
+            "Opptak could not change whether it starts when you log in ({err}). Try again; if it keeps \
+             failing, ask IT whether your account may add programs that start at login."
+        ),
+    )
+}
+
+/// Whether Opptak starts when the teacher logs in (off until turned on).
+#[tauri::command]
+#[specta::specta]
+pub fn start_at_login<R: tauri::Runtime>(app: tauri::AppHandle<R>) -> Result<bool, CommandError> {
+    use tauri_plugin_autostart::ManagerExt;
+    app.autolaunch().is_enabled().map_err(autostart_error)
+}
+
+/// Turns starting at login on or off; returns whether it is on now.
+#[tauri::command]
+#[specta::specta]
+pub fn set_start_at_login<R: tauri::Runtime>(
+    app: tauri::AppHandle<R>,
+    on: bool,
+) -> Result<bool, CommandError> {
+    use tauri_plugin_autostart::ManagerExt;
+    let launcher = app.autolaunch();
+    if on { launcher.enable() } else { launcher.disable() }.map_err(autostart_error)?;
+    tracing::info!(on, "start at login changed");
+    launcher.is_enabled().map_err(autostart_error)
+}
+
+/// Speaks the language saved in Settings from the start (the tray is built
+/// right after). Reads a small file on the calling thread.
+pub fn restore_language(engine: &AppEngine, desktop: &Desktop) {
+    match engine.opptak().language() {
+        Ok(saved) => {
+            if let Some(language) = saved.as_deref().and_then(Language::from_tag) {
+                desktop.language.send_replace(language);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "the saved language cannot be read; using the computer's"),
     }
 }
 
@@ -317,6 +416,47 @@ mod tests {
         let listed = app.call("list_destinations", json!({})).unwrap();
         assert_eq!(listed.as_array().unwrap().len(), 1);
         assert_eq!(listed[0]["isDefault"], true);
+    }
+
+    /// The language chosen in Settings is saved for the next start and
+    /// spoken at once by what the tray and notifications read.
+    #[test]
+    fn the_chosen_language_is_saved_and_spoken_by_the_tray_at_once() {
+        use tauri::Manager;
+        let temp = tempfile::tempdir().unwrap();
+        let (app, engine) = MockApp::with_embedded_server(temp.path());
+        let desktop = || app._app.state::<Desktop>();
+        assert_eq!(app.call("language_choice", json!({})).unwrap(), Value::Null, "the computer's at first");
+
+        assert_eq!(app.call("choose_language", json!({"language": "nn"})).unwrap(), "nn");
+        assert_eq!(desktop().language(), Language::Nynorsk);
+        assert_eq!(app.call("language_choice", json!({})).unwrap(), "nn");
+        let saved = std::fs::read_to_string(temp.path().join("settings.json")).unwrap();
+        assert!(saved.contains("\"language\": \"nn\""), "{saved}");
+
+        // The next start speaks it before the tray is built.
+        let next_start = Desktop::default();
+        restore_language(&engine, &next_start);
+        assert_eq!(next_start.language(), Language::Nynorsk);
+
+        let computer = Language::current(None);
+        assert_eq!(app.call("choose_language", json!({"language": null})).unwrap(), computer.tag());
+        assert_eq!(desktop().language(), computer);
+        assert_eq!(app.call("language_choice", json!({})).unwrap(), Value::Null);
+        assert!(app.call("choose_language", json!({"language": "de"})).is_err(), "only en, nb and nn");
+    }
+
+    /// What the Record screen is set to record is saved for the tray and
+    /// the shortcut, microphone included.
+    #[test]
+    fn the_recording_choice_is_remembered_with_its_microphone() {
+        let temp = tempfile::tempdir().unwrap();
+        let (app, _engine) = MockApp::with_embedded_server(temp.path());
+        let first = app.call("recording_choice", json!({})).unwrap();
+        assert_eq!(first, json!({"source": {"kind": "microphone"}, "size": "720p", "microphone": null}));
+        let choice = json!({"source": {"kind": "screen", "display": ":5"}, "size": "1080p", "microphone": "USB headset"});
+        assert_eq!(app.call("remember_recording_choice", json!({"choice": choice})).unwrap(), Value::Null);
+        assert_eq!(app.call("recording_choice", json!({})).unwrap(), choice);
     }
 
     #[test]

@@ -117,52 +117,52 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, action: MenuAction) {
     }
 }
 
-/// The menu items whose text follows the activity.
+/// The menu items whose text follows the activity or the language.
 struct Items<R: Runtime> {
     start_or_stop: MenuItem<R>,
     pause_or_resume: MenuItem<R>,
     upload: MenuItem<R>,
+    open: MenuItem<R>,
+    quit: MenuItem<R>,
 }
 
 impl<R: Runtime> Items<R> {
-    fn show(&self, tray: &TrayIcon<R>, look: &TrayLook, texts: Texts) -> tauri::Result<()> {
+    fn show(&self, tray: &TrayIcon<R>, activity: Activity, texts: Texts) -> tauri::Result<()> {
+        let look = look(activity, texts);
         self.start_or_stop.set_text(look.start_or_stop)?;
         self.pause_or_resume.set_text(look.pause_or_resume.0)?;
         self.pause_or_resume.set_enabled(look.pause_or_resume.1)?;
         self.upload.set_text(look.upload.as_deref().unwrap_or(texts.no_upload()))?;
+        self.open.set_text(texts.open_app())?;
+        self.quit.set_text(texts.quit_app())?;
         tray.set_icon(Some(Image::from_bytes(look.icon)?))?;
         tray.set_tooltip(Some(&look.tooltip))
     }
 }
 
-/// Builds the tray and keeps it following `activity`.
-pub fn create<R: Runtime>(app: &AppHandle<R>, mut activity: watch::Receiver<Activity>) -> tauri::Result<()> {
-    // The tray speaks the computer's language (Settings' "System default").
-    let texts = Texts::new(Language::current(None));
+/// Builds the tray and keeps it following `activity` and, in its texts,
+/// `language` (the teacher's choice in Settings, else the computer's).
+pub fn create<R: Runtime>(
+    app: &AppHandle<R>,
+    mut activity: watch::Receiver<Activity>,
+    mut language: watch::Receiver<Language>,
+) -> tauri::Result<()> {
+    let texts = Texts::new(*language.borrow_and_update());
     let first = look(*activity.borrow_and_update(), texts);
-    let items = Items {
-        start_or_stop: MenuItem::with_id(
-            app,
-            MenuAction::StartOrStop.id(),
-            first.start_or_stop,
-            true,
-            None::<&str>,
-        )?,
-        pause_or_resume: MenuItem::with_id(
-            app,
-            MenuAction::PauseOrResume.id(),
-            first.pause_or_resume.0,
-            first.pause_or_resume.1,
-            None::<&str>,
-        )?,
-        upload: MenuItem::with_id(app, "upload-progress", texts.no_upload(), false, None::<&str>)?,
+    let item = |action: MenuAction, text: &str, enabled: bool| {
+        MenuItem::with_id(app, action.id(), text, enabled, None::<&str>)
     };
-    let open = MenuItem::with_id(app, MenuAction::Open.id(), texts.open_app(), true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, MenuAction::Quit.id(), texts.quit_app(), true, None::<&str>)?;
+    let items = Items {
+        start_or_stop: item(MenuAction::StartOrStop, first.start_or_stop, true)?,
+        pause_or_resume: item(MenuAction::PauseOrResume, first.pause_or_resume.0, first.pause_or_resume.1)?,
+        upload: MenuItem::with_id(app, "upload-progress", texts.no_upload(), false, None::<&str>)?,
+        open: item(MenuAction::Open, texts.open_app(), true)?,
+        quit: item(MenuAction::Quit, texts.quit_app(), true)?,
+    };
     let separator = PredefinedMenuItem::separator(app)?;
     let menu = Menu::with_items(
         app,
-        &[&items.start_or_stop, &items.pause_or_resume, &items.upload, &separator, &open, &quit],
+        &[&items.start_or_stop, &items.pause_or_resume, &items.upload, &separator, &items.open, &items.quit],
     )?;
     let tray = TrayIconBuilder::with_id(TRAY_ID)
         .icon(Image::from_bytes(first.icon)?)
@@ -174,11 +174,15 @@ pub fn create<R: Runtime>(app: &AppHandle<R>, mut activity: watch::Receiver<Acti
             None => tracing::debug!(id = ?event.id(), "tray item without an action"),
         })
         .build(app)?;
-    items.show(&tray, &first, texts)?;
+    items.show(&tray, *activity.borrow(), texts)?;
     tauri::async_runtime::spawn(async move {
-        while activity.changed().await.is_ok() {
-            let now = look(*activity.borrow_and_update(), texts);
-            if let Err(err) = items.show(&tray, &now, texts) {
+        loop {
+            tokio::select! {
+                changed = activity.changed() => if changed.is_err() { return },
+                changed = language.changed() => if changed.is_err() { return },
+            }
+            let texts = Texts::new(*language.borrow_and_update());
+            if let Err(err) = items.show(&tray, *activity.borrow_and_update(), texts) {
                 tracing::warn!(error = %err, "the tray could not show the new state");
             }
         }

@@ -7,45 +7,16 @@
 //!
 //! Debug build, as the other app bench: `cargo build --bins && cargo test -p opptak-tests --bench idle`.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use opptak_tests::bench::{cpu_time, measured_line, median, rss_mib, write_section};
-use opptak_tests::desktop::{WAIT, connect, poll, testid};
+use opptak_tests::desktop::{SessionBus, WAIT, connect, desktop_status, own_tray_host, poll, testid};
 use opptak_tests::{PulseAudio, TauriDriver, Xvfb, descendants, workspace_bin};
 
 const IDLE: Duration = Duration::from_secs(20);
 const ROUNDS: usize = 3;
-const STATUS_NOTIFIER_WATCHER: &str = "org.kde.StatusNotifierWatcher";
-
-/// A private session bus, stopped by PID on drop.
-struct SessionBus {
-    daemon: Child,
-    address: String,
-}
-
-impl SessionBus {
-    fn start() -> Self {
-        let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon: bash .ci/setup installs it");
-        let mut address = String::new();
-        std::io::BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut address).unwrap();
-        Self { daemon, address: address.trim().to_owned() }
-    }
-}
-
-impl Drop for SessionBus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
 
 /// What one idle period measured.
 #[derive(Debug, Clone, Copy)]
@@ -67,13 +38,6 @@ async fn measure(pid: u32) -> Idle {
     Idle { main_percent: percent(main), children_percent: percent(children_cpu), main_rss: rss_mib(pid) }
 }
 
-/// The app's `desktop_status` command, through the page.
-async fn desktop_status(client: &Client) -> anyhow::Result<serde_json::Value> {
-    let script = "const done = arguments[arguments.length - 1];\
-                  window.__TAURI_INTERNALS__.invoke('desktop_status').then(done, (e) => done({ error: String(e) }));";
-    Ok(client.execute_async(script, vec![]).await?)
-}
-
 /// Hides the window into the tray, as the close dialog's "keep recording in
 /// the tray" does.
 async fn hide_in_tray(client: &Client) {
@@ -88,15 +52,9 @@ async fn hide_in_tray(client: &Client) {
 async fn main() {
     let xvfb = Xvfb::start().unwrap().expect("Xvfb: bash .ci/setup installs it");
     let pulse = PulseAudio::start().unwrap().expect("PulseAudio: bash .ci/setup installs it");
-    let bus = SessionBus::start();
+    let bus = SessionBus::start().expect("dbus-daemon: bash .ci/setup installs it");
     // A tray host's registry on the bus: the app then offers the tray.
-    let _tray_host = zbus::connection::Builder::address(bus.address.as_str())
-        .unwrap()
-        .name(STATUS_NOTIFIER_WATCHER)
-        .unwrap()
-        .build()
-        .await
-        .expect("own the StatusNotifier host's name");
+    let _tray_host = own_tray_host(&bus.address).await.expect("own the StatusNotifier host's name");
     let scratch = tempfile::Builder::new().prefix("opptak-bench-idle-").tempdir().unwrap();
     let mut env = vec![
         ("DISPLAY", xvfb.display().to_owned()),

@@ -16,8 +16,8 @@ use fantoccini::key::Key;
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, Locator};
 use opptak_journal::Journal;
-use opptak_tests::desktop::{WAIT, app_env, button, connect, elapsed_seconds, poll, settle, testid};
-use opptak_tests::{PulseAudio, TauriDriver, Xvfb, repo_root, screenshots_dir};
+use opptak_tests::desktop::{Desktop, WAIT, WindowManager, button, elapsed_seconds, poll, settle, testid};
+use opptak_tests::{repo_root, screenshots_dir};
 
 /// The rule sets the app is held to: WCAG 2.1 A and AA, and axe's best practices.
 const RULES: &str = "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']";
@@ -74,49 +74,60 @@ async fn screenshot(client: &Client, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The mean brightness of the PNG at `path` and its standard deviation,
+/// each 0–1, from ImageMagick.
+fn brightness(path: &std::path::Path) -> anyhow::Result<(f64, f64)> {
+    let output = std::process::Command::new("convert")
+        .arg(path)
+        .args(["-colorspace", "Gray", "-format", "%[fx:mean] %[fx:standard_deviation]", "info:"])
+        .output()?;
+    anyhow::ensure!(output.status.success(), "convert {}: {output:?}", path.display());
+    let text = String::from_utf8(output.stdout)?;
+    let mut numbers = text.split_whitespace().map(str::parse::<f64>);
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(mean)), Some(Ok(spread))) => Ok((mean, spread)),
+        _ => anyhow::bail!("convert said {text:?}"),
+    }
+}
+
 /// Audits the Record, Library and Settings screens in the app started with
 /// `gtk_theme`, and saves each screen as `<screen><suffix>.png` when a
 /// suffix is given.
 async fn audit_every_screen(gtk_theme: &str, dark: bool, screenshot_suffix: Option<&str>) {
-    let Some(xvfb) = Xvfb::start().unwrap() else { return };
-    let Some(mut pulse) = PulseAudio::start().unwrap() else { return };
-    pulse.keep_source_warm().unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut env = app_env(&xvfb, &pulse, data_dir.path());
-    env.push(("GTK_THEME", gtk_theme.to_owned()));
-    let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
-    let client = connect(&driver).await;
+    let Some(desktop) = Desktop::with().warm_microphone().env("GTK_THEME", gtk_theme).open().await else {
+        return;
+    };
+    let client = &desktop.client;
 
     let result = async {
         client.update_timeouts(TimeoutConfiguration::new(Some(Duration::from_secs(60)), None, None)).await?;
         client.wait().at_most(WAIT).for_element(Locator::Css(&testid("screen-record"))).await?;
         anyhow::ensure!(
-            reports_dark(&client).await? == dark,
+            reports_dark(client).await? == dark,
             "GTK_THEME={gtk_theme}: the window should report prefers-color-scheme {}",
             if dark { "dark" } else { "light" }
         );
         // axe stays loaded: the app is one page and screens swap inside it.
-        inject_axe(&client).await?;
+        inject_axe(client).await?;
         let mut found = Vec::new();
 
         // The idle Record screen is taken first: after a recording,
         // WebKitWebDriver has been seen to hang on screenshots in the dark theme.
         if let Some(suffix) = screenshot_suffix {
-            screenshot(&client, &format!("record{suffix}.png")).await?;
+            screenshot(client, &format!("record{suffix}.png")).await?;
         }
         // The Record screen while recording (clock, meter, pause and stop), then idle.
-        button(&client, "Start recording").await?.click().await?;
-        button(&client, "Stop recording").await?;
-        poll("1 s recorded", WAIT, || async { Ok(elapsed_seconds(&client).await? >= 1) }).await?;
-        found
-            .extend(violations(&client).await?.into_iter().map(|line| format!("record (recording): {line}")));
-        button(&client, "Stop recording").await?.click().await?;
+        button(client, "Start recording").await?.click().await?;
+        button(client, "Stop recording").await?;
+        poll("1 s recorded", WAIT, || async { Ok(elapsed_seconds(client).await? >= 1) }).await?;
+        found.extend(violations(client).await?.into_iter().map(|line| format!("record (recording): {line}")));
+        button(client, "Stop recording").await?.click().await?;
         let status = client.wait().at_most(WAIT).for_element(Locator::Css(&testid("record-status"))).await?;
         poll("Safe on server", WAIT, || async { Ok(status.text().await?.contains("Safe on server")) })
             .await?;
-        found.extend(violations(&client).await?.into_iter().map(|line| format!("record: {line}")));
+        found.extend(violations(client).await?.into_iter().map(|line| format!("record: {line}")));
         for screen in ["library", "settings"] {
-            open_screen(&client, screen).await?;
+            open_screen(client, screen).await?;
             if screen == "library" {
                 client
                     .wait()
@@ -126,27 +137,46 @@ async fn audit_every_screen(gtk_theme: &str, dark: bool, screenshot_suffix: Opti
             } else {
                 client.wait().at_most(WAIT).for_element(Locator::Css(&testid("doctor-check"))).await?;
             }
-            found.extend(violations(&client).await?.into_iter().map(|line| format!("{screen}: {line}")));
+            found.extend(violations(client).await?.into_iter().map(|line| format!("{screen}: {line}")));
         }
         anyhow::ensure!(found.is_empty(), "{} axe-core violations:\n{}", found.len(), found.join("\n"));
         // The other screenshots last, so that a hung one (see above) cannot
-        // stop the audit.
+        // stop the audit. The Library, with its recording, is taken from the
+        // X server: WebKitWebDriver's screenshot hangs there in the dark theme.
         if let Some(suffix) = screenshot_suffix {
-            for screen in ["settings", "library"] {
-                open_screen(&client, screen).await?;
-                if let Err(err) = screenshot(&client, &format!("{screen}{suffix}.png")).await {
-                    eprintln!("no screenshot of {screen}: {err}");
-                    break;
-                }
+            open_screen(client, "library").await?;
+            client
+                .wait()
+                .at_most(WAIT)
+                .for_element(Locator::Css("[data-testid^=\"recording-\"][data-state]"))
+                .await?;
+            tokio::time::timeout(WAIT, settle(client))
+                .await
+                .map_err(|_| anyhow::anyhow!("the window painted no frame within {WAIT:?}"))?;
+            let window_manager = WindowManager::connect(desktop.xvfb.display())?;
+            let path = screenshots_dir().join(format!("library{suffix}.png"));
+            window_manager.capture(window_manager.window_of(desktop.app_pid()?)?, &path)?;
+            let (mean, spread) = brightness(&path)?;
+            eprintln!("{}: mean brightness {mean:.3}, spread {spread:.3}", path.display());
+            anyhow::ensure!(spread > 0.02, "{} shows nothing but one colour", path.display());
+            anyhow::ensure!(
+                (mean < 0.5) == dark,
+                "{} is {} on the whole (mean brightness {mean:.3})",
+                path.display(),
+                if mean < 0.5 { "dark" } else { "light" }
+            );
+            open_screen(client, "settings").await?;
+            if let Err(err) = screenshot(client, &format!("settings{suffix}.png")).await {
+                eprintln!("no screenshot of settings: {err}");
             }
         }
         anyhow::Ok(())
     }
     .await;
-    // A hung screenshot leaves WebKitWebDriver unable to end the session.
-    let _ = tokio::time::timeout(WAIT, client.close()).await;
-    result.unwrap();
-    assert_eq!(Journal::open_in(data_dir.path()).unwrap().recordings().unwrap().len(), 1);
+    // A hung screenshot leaves WebKitWebDriver unable to end the session:
+    // ending it gives up after a while.
+    desktop.end_session(result).await;
+    assert_eq!(Journal::open_in(desktop.data_dir()).unwrap().recordings().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,24 +212,19 @@ async fn focused(client: &Client) -> anyhow::Result<(String, bool)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tab_reaches_start_recording_with_a_visible_focus_and_enter_starts_it() {
-    let Some(xvfb) = Xvfb::start().unwrap() else { return };
-    let Some(mut pulse) = PulseAudio::start().unwrap() else { return };
-    pulse.keep_source_warm().unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
-    let env = app_env(&xvfb, &pulse, data_dir.path());
-    let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
-    let client = connect(&driver).await;
+    let Some(desktop) = Desktop::with().warm_microphone().open().await else { return };
+    let client = &desktop.client;
 
     let result = async {
         client.wait().at_most(WAIT).for_element(Locator::Css(&testid("microphone"))).await?;
-        button(&client, "Start recording").await?;
+        button(client, "Start recording").await?;
         // From the top of the page, as a teacher with only a keyboard starts.
         client.execute("document.activeElement && document.activeElement.blur()", vec![]).await?;
         let mut passed = Vec::new();
         let mut reached = false;
         for _ in 0..30 {
-            press(&client, Key::Tab).await?;
-            let (text, visible) = focused(&client).await?;
+            press(client, Key::Tab).await?;
+            let (text, visible) = focused(client).await?;
             if text == "Start recording" {
                 anyhow::ensure!(visible, "the focus on Start recording can be seen");
                 reached = true;
@@ -209,17 +234,17 @@ async fn tab_reaches_start_recording_with_a_visible_focus_and_enter_starts_it() 
         }
         anyhow::ensure!(reached, "Tab never reached Start recording; it passed {passed:?}");
         eprintln!("Start recording is reached after {} Tab presses", passed.len() + 1);
-        press(&client, Key::Enter).await?;
-        button(&client, "Stop recording").await?;
-        poll("the recording runs", WAIT, || async { Ok(elapsed_seconds(&client).await? >= 1) }).await?;
-        let journal = Journal::open_in(data_dir.path())?;
+        press(client, Key::Enter).await?;
+        button(client, "Stop recording").await?;
+        poll("the recording runs", WAIT, || async { Ok(elapsed_seconds(client).await? >= 1) }).await?;
+        let journal = Journal::open_in(desktop.data_dir())?;
         anyhow::ensure!(journal.recordings()?.len() == 1, "Enter started one recording");
-        button(&client, "Stop recording").await?.click().await?;
+        button(client, "Stop recording").await?.click().await?;
         let status = client.wait().at_most(WAIT).for_element(Locator::Css(&testid("record-status"))).await?;
         poll("Safe on server", WAIT, || async { Ok(status.text().await?.contains("Safe on server")) })
             .await?;
         anyhow::Ok(())
     }
     .await;
-    opptak_tests::desktop::close(client, result).await;
+    desktop.end_session(result).await;
 }

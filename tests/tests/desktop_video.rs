@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use opptak_journal::{Journal, RecordingState};
-use opptak_tests::desktop::{WAIT, app_env, close, connect, elapsed_seconds, poll, settle, testid};
-use opptak_tests::{PulseAudio, TauriDriver, Xvfb, screenshots_dir};
+use opptak_tests::desktop::{Desktop, WAIT, elapsed_seconds, poll, settle, testid};
+use opptak_tests::screenshots_dir;
 
 /// Seconds the test records.
 const LENGTH: u32 = 8;
@@ -20,13 +20,8 @@ fn has_camera() -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_screen_recording_made_in_the_window_is_safe_on_the_server_and_plays_in_the_library() {
-    let Some(xvfb) = Xvfb::start().unwrap() else { return };
-    let Some(mut pulse) = PulseAudio::start().unwrap() else { return };
-    pulse.keep_source_warm().unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
-    let env = app_env(&xvfb, &pulse, data_dir.path());
-    let Some(driver) = TauriDriver::start(&env).unwrap() else { return };
-    let client = connect(&driver).await;
+    let Some(desktop) = Desktop::with().warm_microphone().open().await else { return };
+    let client = &desktop.client;
 
     let result = async {
         let screen = client.wait().at_most(WAIT).for_element(Locator::Css(&testid("source-screen"))).await?;
@@ -45,7 +40,7 @@ async fn a_screen_recording_made_in_the_window_is_safe_on_the_server_and_plays_i
         client.find(Locator::Css(&testid("start-recording"))).await?.click().await?;
         let meter = client.wait().at_most(WAIT).for_element(Locator::Css(&testid("level-meter"))).await?;
         poll("the clock reaches the recording's length", WAIT, || async {
-            Ok(elapsed_seconds(&client).await? >= LENGTH)
+            Ok(elapsed_seconds(client).await? >= LENGTH)
         })
         .await?;
         anyhow::ensure!(meter.attr("aria-valuenow").await?.is_some(), "the level meter runs for video");
@@ -116,14 +111,14 @@ async fn a_screen_recording_made_in_the_window_is_safe_on_the_server_and_plays_i
         eprintln!("video: announced {announced:.2} s, played to {played:.2} s");
         anyhow::ensure!((announced - f64::from(LENGTH)).abs() <= 1.5, "announced {announced} s");
         anyhow::ensure!((played - f64::from(LENGTH)).abs() <= 1.5, "played to {played} s");
-        settle(&client).await;
+        settle(client).await;
         std::fs::write(screenshots_dir().join("library-video.png"), client.screenshot().await?)?;
         anyhow::Ok(())
     }
     .await;
-    close(client, result).await;
+    desktop.end_session(result).await;
 
-    let journal = Journal::open_in(data_dir.path()).unwrap();
+    let journal = Journal::open_in(desktop.data_dir()).unwrap();
     let recordings = journal.recordings().unwrap();
     assert_eq!(recordings.len(), 1, "one recording: {recordings:?}");
     let recording = &recordings[0];

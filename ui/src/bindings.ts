@@ -295,6 +295,76 @@ async setUploadWhileRecording(on: boolean) : Promise<Result<null, CommandError>>
 }
 },
 /**
+ * What the Record screen is set to record (source, size, microphone), as
+ * saved in the settings file for the tray and the shortcut.
+ */
+async recordingChoice() : Promise<Result<RecordingChoice, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("recording_choice") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Saves what the Record screen is set to record, so the tray and the
+ * shortcut record the same and the window shows it at the next start.
+ */
+async rememberRecordingChoice(choice: RecordingChoice) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("remember_recording_choice", { choice }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * The language the teacher chose in Settings; `null`: the computer's.
+ */
+async languageChoice() : Promise<Result<Language | null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("language_choice") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Makes `language` (`null`: the computer's) the app's: saved for the next
+ * start, and spoken at once by the tray and notifications. Returns the
+ * language now spoken.
+ */
+async chooseLanguage(language: Language | null) : Promise<Result<Language, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("choose_language", { language }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Whether Opptak starts when the teacher logs in (off until turned on).
+ */
+async startAtLogin() : Promise<Result<boolean, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("start_at_login") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Turns starting at login on or off; returns whether it is on now.
+ */
+async setStartAtLogin(on: boolean) : Promise<Result<boolean, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("set_start_at_login", { on }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * Writes the diagnostics zip where the teacher chose to save it.
  */
 async saveDiagnostics(path: string) : Promise<Result<DiagnosticsFile, CommandError>> {
@@ -387,6 +457,22 @@ logFile: string;
  * Where recordings go, in words.
  */
 destination: string }
+/**
+ * Whether the computer is being kept awake, as the app itself records it.
+ */
+export type Awake = 
+/**
+ * No inhibitor is held: nothing records, or the recording stopped.
+ */
+{ state: "released" } | 
+/**
+ * An inhibitor is held: the computer does not sleep while recording.
+ */
+{ state: "held" } | 
+/**
+ * A recording runs, but the computer could not be kept awake.
+ */
+{ state: "unavailable"; reason: string }
 /**
  * A camera a recording can film.
  */
@@ -528,7 +614,12 @@ trayShown: boolean;
 /**
  * The start/stop shortcut.
  */
-shortcut: ShortcutStatus }
+shortcut: ShortcutStatus; 
+/**
+ * Whether the computer is kept awake while recording, as the app
+ * itself records it.
+ */
+awake: Awake }
 /**
  * A destination as the Settings screen lists it (never with its token).
  */
@@ -604,7 +695,12 @@ detail: string;
 /**
  * What to do about it, when there is something to do.
  */
-advice: string | null }
+advice: string | null; 
+/**
+ * What was found as a code with its facts, so the window can say it
+ * in the teacher's language; `detail` and `advice` are its English.
+ */
+finding: Finding }
 /**
  * All findings; `ok` is true only when every check is [`CheckStatus::Ok`].
  */
@@ -617,6 +713,78 @@ ok: boolean;
  * The findings, in the order they were checked.
  */
 checks: DoctorCheck[] }
+/**
+ * What a check found, with the facts its sentence needs.
+ */
+export type Finding = 
+/**
+ * The data folder can be written.
+ */
+{ code: "dataDirWritable"; path: string } | 
+/**
+ * The data folder cannot be written.
+ */
+{ code: "dataDirNotWritable"; path: string; reason: string } | 
+/**
+ * The free space could not be measured.
+ */
+{ code: "spaceUnknown"; path: string } | 
+/**
+ * The free space on the data folder's disk, and what it means.
+ */
+{ code: "space"; freeBytes: number; hours: number; neededBytes: number } | 
+/**
+ * The default microphone.
+ */
+{ code: "microphone"; name: string; sampleRate: number; channels: number; others: number } | 
+/**
+ * No microphone answered.
+ */
+{ code: "noMicrophone"; reason: string } | 
+/**
+ * Screens and cameras can be recorded.
+ */
+{ code: "videoReady" } | 
+/**
+ * Screens and cameras cannot be recorded.
+ */
+{ code: "videoMissing"; missing: string } | 
+/**
+ * The display answers.
+ */
+{ code: "displayReachable"; display: string } | 
+/**
+ * No display is named.
+ */
+{ code: "noDisplay" } | 
+/**
+ * The display named cannot be reached.
+ */
+{ code: "displayUnreachable"; variable: string } | 
+/**
+ * The web view library is installed.
+ */
+{ code: "webviewFound"; path: string } | 
+/**
+ * The web view library is missing.
+ */
+{ code: "webviewMissing"; library: string }
+/**
+ * A language Opptak speaks.
+ */
+export type Language = 
+/**
+ * English.
+ */
+"en" | 
+/**
+ * Norsk bokmål.
+ */
+"nb" | 
+/**
+ * Norsk nynorsk.
+ */
+"nn"
 /**
  * One recording as the Library lists it.
  */
@@ -786,6 +954,23 @@ export type RecordEvent =
  * Where the recording is now (after Stop: saved, uploading, safe…).
  */
 { event: "status"; status: RecordingStatus }
+/**
+ * What to record and at which size: the Record screen's choice, which the
+ * tray and the shortcut start too.
+ */
+export type RecordingChoice = { 
+/**
+ * The microphone alone, or a screen or camera with it.
+ */
+source: RecordingSource; 
+/**
+ * The picture size of a video.
+ */
+size: VideoSize; 
+/**
+ * The microphone by name; `None`: the computer's default.
+ */
+microphone?: string | null }
 /**
  * What a recording films besides the microphone, which is always recorded.
  */

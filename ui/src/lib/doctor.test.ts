@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { CheckStatus, DoctorCheck, DoctorReport } from "../bindings";
-import { adviceFor, countStatuses, statusLabel, summariseReport } from "./doctor";
+import { adviceFor, checkDetail, checkTitle, countStatuses, statusLabel, summariseReport } from "./doctor";
 import { setLocale } from "./paraglide/runtime.js";
 
 function check(id: string, status: CheckStatus, advice: string | null = null): DoctorCheck {
-  return { id, title: `Check ${id}`, status, detail: `detail of ${id}`, advice };
+  return { id, title: `Check ${id}`, status, detail: `detail of ${id}`, advice, finding: { code: "videoReady" } };
 }
 
 function report(statuses: CheckStatus[], ok = statuses.every((s) => s === "ok")): DoctorReport {
@@ -82,6 +82,42 @@ describe("adviceFor", () => {
     expect(adviceFor(check("a", "warning", "Plug in a microphone."))).toBe("Plug in a microphone.");
     expect(adviceFor(check("b", "warning", "  "))).toBeNull();
     expect(adviceFor(check("c", "ok", null))).toBeNull();
+  });
+});
+
+describe("each finding in the teacher's language", () => {
+  const space = (status: CheckStatus, freeBytes: number): DoctorCheck => ({
+    id: "disk-space",
+    title: "Free disk space",
+    status,
+    detail: "English",
+    advice: "English advice",
+    finding: { code: "space", freeBytes, hours: 3, neededBytes: 500_000_000 },
+  });
+
+  it("says the title, the facts and what to do in nynorsk", () => {
+    setLocale("nn", { reload: false });
+    try {
+      const low = space("error", 200_000_000);
+      expect(checkTitle(low)).toBe("Ledig diskplass");
+      // Intl joins number and unit with a no-break space.
+      expect(checkDetail(low).replace(/\s/g, " ")).toBe("200 MB ledig, omtrent 3 timar med lyd frå mikrofonen.");
+      expect(adviceFor(low)?.replace(/\s/g, " ")).toContain("minst 500 MB ledig");
+      expect(adviceFor(space("warning", 2_000_000_000))).toBe("Det er lite plass att. Frigjer plass før du tek opp lange undervisningstimar.");
+      expect(adviceFor(space("ok", 90_000_000_000))).toBeNull();
+      const missing: DoctorCheck = {
+        ...check("webview", "error"),
+        finding: { code: "webviewMissing", library: "libwebkit2gtk-4.1.so.0" },
+      };
+      expect(checkDetail(missing)).toBe("libwebkit2gtk-4.1.so.0 er ikkje installert.");
+      expect(adviceFor(missing)).toContain("Be IT installere WebKitGTK 4.1");
+    } finally {
+      setLocale("en", { reload: false });
+    }
+  });
+
+  it("keeps the engine's title for a check the window does not know", () => {
+    expect(checkTitle(check("future-check", "ok"))).toBe("Check future-check");
   });
 });
 

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { LANGUAGE_KEY, chooseLanguage, localeFor, localeForTag, onLanguageChange, savedChoice } from "./i18n";
+import {
+  chooseLanguage,
+  currentChoice,
+  localeFor,
+  localeForTag,
+  onLanguageChange,
+  startLanguage,
+  type LanguageChoice,
+  type LanguageStore,
+} from "./i18n";
 import { getLocale, locales } from "./paraglide/runtime.js";
 import * as m from "./paraglide/messages.js";
 
@@ -154,29 +163,43 @@ describe("choosing the language", () => {
     expect(localeFor("nn", ["en-US"])).toBe("nn");
   });
 
-  it("reads a saved choice and ignores anything else", () => {
-    const store = (value: string | null) => ({ getItem: (key: string) => (key === LANGUAGE_KEY ? value : null) });
-    expect(savedChoice(store("nn"))).toBe("nn");
-    expect(savedChoice(store("system"))).toBe("system");
-    expect(savedChoice(store("de"))).toBe("system");
-    expect(savedChoice(store(null))).toBe("system");
-    expect(savedChoice(undefined)).toBe("system");
-    const broken = { getItem: (): string | null => { throw new Error("denied"); } };
-    expect(savedChoice(broken)).toBe("system");
+  it("starts in the saved choice and saves each new one", async () => {
+    const saved: LanguageChoice[] = [];
+    const store: LanguageStore = {
+      load: async () => "nn",
+      save: async (choice) => {
+        saved.push(choice);
+      },
+    };
+    expect(await startLanguage(store)).toBe("nn");
+    expect(currentChoice()).toBe("nn");
+    expect(m.record_start()).toBe("Start opptak");
+    expect(chooseLanguage("en", store)).toBe("en");
+    expect(chooseLanguage("system", store)).toBe("en");
+    expect(currentChoice()).toBe("system");
+    expect(saved).toEqual(["en", "system"]);
+  });
+
+  it("starts in the computer's language when the app cannot say", async () => {
+    const store: LanguageStore = { load: async () => "system", save: async () => {} };
+    // Vitest runs without a browser: no preferred languages, so English.
+    expect(await startLanguage(store)).toBe("en");
+    expect(currentChoice()).toBe("system");
   });
 
   it("switches the messages at once and tells whoever listens", () => {
     const heard: string[] = [];
     const stop = onLanguageChange((locale) => heard.push(locale));
-    expect(chooseLanguage("nn")).toBe("nn");
+    const store: LanguageStore = { load: async () => "system", save: async () => {} };
+    expect(chooseLanguage("nn", store)).toBe("nn");
     expect(getLocale()).toBe("nn");
     expect(m.record_start()).toBe("Start opptak");
     expect(m.record_stop()).toBe("Stopp opptaket");
-    chooseLanguage("en");
+    chooseLanguage("en", store);
     expect(m.record_start()).toBe("Start recording");
     stop();
-    chooseLanguage("nb");
+    chooseLanguage("nb", store);
     expect(heard).toEqual(["nn", "en"]);
-    chooseLanguage("en");
+    chooseLanguage("en", store);
   });
 });

@@ -21,6 +21,7 @@ import {
   statusWords,
 } from "./recording";
 import { setLocale } from "./paraglide/runtime.js";
+import * as m from "./paraglide/messages.js";
 
 describe("recording names and times", () => {
   it("names a recording after the lesson's local date and time", () => {
@@ -115,11 +116,11 @@ describe("updates from the engine", () => {
     view = applyEvent(view, { event: "resumed" });
     expect(view.paused).toBe(false);
     view = applyEvent(view, { event: "silenceStarted", message: "Nothing heard for 30 s." });
-    expect(view.silenceWarning).toBe("Nothing heard for 30 s.");
+    expect(view.silenceWarning).toBe(m.record_silence_warning());
     view = applyEvent(view, { event: "silenceEnded" });
     expect(view.silenceWarning).toBeNull();
     view = applyEvent(view, { event: "microphoneLost", message: "lost" });
-    expect(view.microphoneLost).toBe("lost");
+    expect(view.microphoneLost).toBe(m.record_microphone_lost());
     view = applyEvent(view, { event: "microphoneBack" });
     expect(view.microphoneLost).toBeNull();
   });

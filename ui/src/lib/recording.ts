@@ -16,9 +16,6 @@ import type {
 import { formatNumber } from "./format";
 import * as m from "./paraglide/messages.js";
 
-/** Where the chosen microphone is remembered between launches. */
-export const MICROPHONE_KEY = "opptak.microphone";
-
 /** The quietest level the meter shows; anything below is an empty bar. */
 export const METER_FLOOR_DBFS = -60;
 
@@ -124,12 +121,13 @@ export function applyEvent(view: RecordingView, event: RecordEvent): RecordingVi
       return { ...view, paused: true, meter: 0 };
     case "resumed":
       return { ...view, paused: false };
+    // The engine's English sentence is replaced by the window's language.
     case "silenceStarted":
-      return { ...view, silenceWarning: event.message };
+      return { ...view, silenceWarning: m.record_silence_warning() };
     case "silenceEnded":
       return { ...view, silenceWarning: null };
     case "microphoneLost":
-      return { ...view, microphoneLost: event.message, meter: 0 };
+      return { ...view, microphoneLost: m.record_microphone_lost(), meter: 0 };
     case "microphoneBack":
       return { ...view, microphoneLost: null };
     case "status":
@@ -174,11 +172,6 @@ export function microphoneTestWords(result: { microphone: string; heard: boolean
     ? m.record_test_heard({ microphone: result.microphone })
     : m.record_test_silent({ microphone: result.microphone });
 }
-
-/** Where the chosen source (microphone, screen, camera, both) is remembered. */
-export const SOURCE_KEY = "opptak.source";
-/** Where the chosen video size is remembered. */
-export const VIDEO_SIZE_KEY = "opptak.videoSize";
 
 const SOURCE_LABELS: Readonly<Record<SourceKind, () => string>> = {
   microphone: m.source_microphone,

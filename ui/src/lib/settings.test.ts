@@ -8,6 +8,8 @@ import {
   defaultOf,
   describeCheck,
   destinationDetail,
+  destinationName,
+  destinationWords,
   isComplete,
   withDefault,
 } from "./settings";
@@ -128,5 +130,17 @@ describe("Settings in Norwegian", () => {
     } finally {
       setLocale("en", { reload: false });
     }
+  });
+});
+
+describe("the server inside the app, in the window's language", () => {
+  it("names This computer in nynorsk and keeps its address and school names", () => {
+    setLocale("nn", { reload: false });
+    expect(destinationWords("This computer (http://127.0.0.1:4040)")).toBe("Denne datamaskina (http://127.0.0.1:4040)");
+    expect(destinationWords("This computer")).toBe("Denne datamaskina");
+    expect(destinationWords("Skulen (https://skule.example)")).toBe("Skulen (https://skule.example)");
+    expect(destinationName({ ...thisComputer, name: "This computer" })).toBe("Denne datamaskina");
+    setLocale("en", { reload: false });
+    expect(destinationWords("This computer (http://127.0.0.1:4040)")).toBe("This computer (http://127.0.0.1:4040)");
   });
 });

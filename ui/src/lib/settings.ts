@@ -61,6 +61,24 @@ export function credentialStoreLabel(store: CredentialStore): string {
   return store === "system" ? m.settings_store_system() : m.settings_store_file();
 }
 
+/** The engine's English name for the server inside the app. */
+const THIS_COMPUTER = "This computer";
+
+/**
+ * A destination's name, or a label the engine wrote ("This computer
+ * (http://127.0.0.1:…)"), in the window's language.
+ */
+export function destinationWords(label: string): string {
+  return label === THIS_COMPUTER || label.startsWith(`${THIS_COMPUTER} (`)
+    ? m.destination_this_computer() + label.slice(THIS_COMPUTER.length)
+    : label;
+}
+
+/** The name Settings lists a destination by. */
+export function destinationName(destination: DestinationInfo): string {
+  return destination.kind === "thisComputer" ? m.destination_this_computer() : destination.name;
+}
+
 /** The line under a destination's name. */
 export function destinationDetail(destination: DestinationInfo): string {
   return destination.kind === "thisComputer"

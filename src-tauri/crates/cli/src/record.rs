@@ -209,6 +209,9 @@ impl Display {
             let line = match event {
                 SessionEvent::Capture(event) => serde_json::to_value(event).unwrap_or_default(),
                 SessionEvent::Upload { local_id, event } => event_json(*local_id, event),
+                SessionEvent::ContinuedAfterSleep { previous, current } => {
+                    json!({"event": "continuedAfterSleep", "previous": previous, "current": current})
+                }
             };
             println!("{line}");
             return;
@@ -237,6 +240,9 @@ impl Display {
                 self.say(&format!("Stopped: {reason}"));
             }
             SessionEvent::Capture(CaptureEvent::Stopped { reason: None }) => {}
+            SessionEvent::ContinuedAfterSleep { .. } => {
+                self.say("The computer slept; the lesson goes on in a new recording.");
+            }
             SessionEvent::Upload { event, .. } => match event {
                 UploadEvent::PartSent { sent_bytes, .. } => {
                     self.upload = format!("uploaded {:.1} MiB", *sent_bytes as f64 / 1_048_576.0);

@@ -105,6 +105,9 @@ pub struct RecordingChoice {
     pub source: RecordingSource,
     /// The picture size of a video.
     pub size: VideoSize,
+    /// The microphone by name; `None`: the computer's default.
+    #[serde(default)]
+    pub microphone: Option<String>,
 }
 
 /// The picture size of a screen or camera recording, at 30 frames a second.
@@ -331,6 +334,9 @@ pub struct RecordingFeed {
 struct Current {
     session: RecordingSession,
     status: watch::Sender<RecordingStatus>,
+    /// The files of the lesson finished before this session's (it went on
+    /// in a new file after the computer slept), which its status follows too.
+    earlier_files: Vec<i64>,
 }
 
 /// The one owner of the engine in the desktop app.
@@ -546,7 +552,7 @@ impl AppEngine {
             progress: session.progress(),
             status: status_rx,
         };
-        *current = Some(Current { session, status });
+        *current = Some(Current { session, status, earlier_files: Vec::new() });
         self.library.changed();
         Ok(feed)
     }
@@ -664,7 +670,8 @@ impl AppEngine {
     pub async fn stop(&self) -> Result<i64> {
         // Taken out first: stopping waits for the files to be finished, and
         // pause or a second stop meanwhile must not find it.
-        let Current { session, status } = self.current.lock().await.take().ok_or(Error::NotRecording)?;
+        let Current { session, status, earlier_files } =
+            self.current.lock().await.take().ok_or(Error::NotRecording)?;
         let local_id = session.local_id();
         let stopped = match session.stop().await {
             Ok(stopped) => stopped,
@@ -674,22 +681,79 @@ impl AppEngine {
             }
         };
         status.send_replace(RecordingStatus::Saved);
-        let nowhere = if self.destination.is_none() {
-            format!(
-                "{}. The recording is kept on this computer; restart Opptak to upload it.",
-                self.destination_label
-            )
-        } else {
-            "The recording is kept on this computer and was not sent anywhere.".to_owned()
-        };
-        let mut files = Vec::with_capacity(stopped.files.len());
         let after_stop =
             self.upload_after_stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        for file in stopped.files {
+        let mut files = earlier_files;
+        files.extend(self.upload_stopped(stopped.files, after_stop.as_ref()).await);
+        self.follow_stopped(files, status).await;
+        Ok(local_id)
+    }
+
+    /// The computer slept during the running lesson (its microphone or
+    /// camera may have gone with it): finishes the file recorded so far,
+    /// which uploads like any stopped recording, and at once goes on
+    /// recording the same lesson with the same input, video and
+    /// destination in a new recording named like the first with its number
+    /// ("Lesson (2)"). The running recording stays the one
+    /// [`AppEngine::pause`] and [`AppEngine::stop`] act on, its feed and
+    /// [`AppEngine::recorder_progress`] go on, and its status becomes safe
+    /// once every file of the lesson is. Returns the new recording's
+    /// journal id; when it cannot start, the lesson up to the sleep is
+    /// saved and uploads, and the error says why.
+    pub async fn continue_after_sleep(&self) -> Result<i64> {
+        // Held throughout: Stop or Pause meanwhile waits for the new file.
+        let mut current = self.current.lock().await;
+        let Current { session, status, mut earlier_files } = current.take().ok_or(Error::NotRecording)?;
+        let continued = match session.continue_after_sleep().await {
+            Ok(continued) => continued,
+            Err(err) => {
+                drop(current);
+                status.send_replace(RecordingStatus::Failed { message: err.to_string() });
+                return Err(err);
+            }
+        };
+        let after_stop =
+            self.upload_after_stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        earlier_files.extend(self.upload_stopped(continued.previous.files, after_stop.as_ref()).await);
+        match continued.next {
+            Ok(session) => {
+                let id = session.local_id();
+                if let Some(destination) = after_stop {
+                    // Journaled at once, so a crash resumes it to the same place.
+                    let destination_id = destination.id;
+                    self.opptak
+                        .blocking(move |journal| journal.set_destination(id, Some(destination_id)))
+                        .await?;
+                }
+                *current = Some(Current { session, status, earlier_files });
+                drop(current);
+                self.library.changed();
+                Ok(id)
+            }
+            Err(err) => {
+                drop(current);
+                self.upload_after_stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+                status.send_replace(RecordingStatus::Saved);
+                self.follow_stopped(earlier_files, status).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Hands the uploads of a stopped recording's `files` to the Library,
+    /// starting them to `after_stop` when they did not upload while
+    /// recording; returns the files' journal ids.
+    async fn upload_stopped(
+        &self,
+        stopped: Vec<crate::RecordedFile>,
+        after_stop: Option<&Arc<Destination>>,
+    ) -> Vec<i64> {
+        let mut files = Vec::with_capacity(stopped.len());
+        for file in stopped {
             files.push(file.recording.id);
             if let Some(upload) = file.upload {
                 self.library.register(file.recording.id, upload);
-            } else if let Some(destination) = &after_stop {
+            } else if let Some(destination) = after_stop {
                 // Upload while recording was off: it starts now.
                 let id = file.recording.id;
                 let destination_id = destination.id;
@@ -712,12 +776,25 @@ impl AppEngine {
                 }
             }
         }
+        files
+    }
+
+    /// Publishes on `status` where the stopped lesson made of `files` is,
+    /// until it is safe on the server or has failed.
+    async fn follow_stopped(&self, files: Vec<i64>, status: watch::Sender<RecordingStatus>) {
+        let nowhere = if self.destination.is_none() {
+            format!(
+                "{}. The recording is kept on this computer; restart Opptak to upload it.",
+                self.destination_label
+            )
+        } else {
+            "The recording is kept on this computer and was not sent anywhere.".to_owned()
+        };
         match self.library.watch().await {
             Ok(library) => drop(tokio::spawn(follow_in_library(library, files, status, nowhere))),
             // The recording is saved; only following its upload failed.
             Err(err) => drop(status.send_replace(RecordingStatus::Failed { message: err.to_string() })),
         }
-        Ok(local_id)
     }
 }
 
@@ -929,6 +1006,210 @@ mod tests {
         assert_eq!(size, VideoSize::Hd1080);
     }
 
+    /// A private PulseAudio daemon whose default source is the monitor of a
+    /// null sink: a real, clocked microphone on a machine with no sound
+    /// card (as the shell's tests and `opptak_tests::PulseAudio` start it).
+    mod virtual_microphone {
+        use std::path::PathBuf;
+        use std::process::{Child, Command, Stdio};
+        use std::time::{Duration, Instant};
+
+        /// Set in the copy of the test binary that reaches the microphone:
+        /// the sound library reads `PULSE_SERVER` when it connects, and this
+        /// process's own environment cannot be changed safely.
+        const IN_THE_CHILD: &str = "OPPTAK_CORE_TEST_VIRTUAL_MICROPHONE";
+
+        /// In the test process: starts the microphone, runs `test` again in
+        /// a copy of this binary that reaches it, asserts that run passed and
+        /// returns true (the caller returns). Also true, after saying so,
+        /// where PulseAudio is missing outside CI. In the copy: false.
+        pub(super) fn ran_in_a_child(test: &str) -> bool {
+            if std::env::var_os(IN_THE_CHILD).is_some() {
+                return false;
+            }
+            let Some(microphone) = Microphone::start() else { return true };
+            let status = Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", test, "--nocapture", "--test-threads=1"])
+                .env(IN_THE_CHILD, "1")
+                .env("PULSE_SERVER", format!("unix:{}", microphone.socket().display()))
+                .status()
+                .unwrap();
+            assert!(status.success(), "the run with the virtual microphone failed: {status}");
+            true
+        }
+
+        /// The daemon, killed by its PID on drop.
+        struct Microphone {
+            daemon: Child,
+            runtime_dir: tempfile::TempDir,
+        }
+
+        impl Microphone {
+            fn start() -> Option<Self> {
+                let runtime_dir = tempfile::tempdir().unwrap();
+                std::fs::create_dir_all(runtime_dir.path().join("pulse")).unwrap();
+                let socket = runtime_dir.path().join("pulse/native");
+                let script = runtime_dir.path().join("virtual-mic.pa");
+                std::fs::write(
+                    &script,
+                    format!(
+                        "load-module module-native-protocol-unix auth-anonymous=1 socket={}\n\
+                         load-module module-null-sink sink_name=vsink rate=48000 channels=1 format=s16le norewinds=1\n\
+                         set-default-source vsink.monitor\n",
+                        socket.display()
+                    ),
+                )
+                .unwrap();
+                let spawned = Command::new("pulseaudio")
+                    .args(["-n", "-F"])
+                    .arg(&script)
+                    .args(["--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--disable-shm=yes"])
+                    .env("XDG_RUNTIME_DIR", runtime_dir.path())
+                    .env("HOME", runtime_dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn();
+                let daemon = match spawned {
+                    Ok(daemon) => daemon,
+                    Err(err) if std::env::var_os("CI").is_none() => {
+                        eprintln!("skipped: PulseAudio is needed for a virtual microphone ({err})");
+                        return None;
+                    }
+                    Err(err) => panic!("PulseAudio is needed for a virtual microphone: {err}"),
+                };
+                let mut microphone = Self { daemon, runtime_dir };
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !socket.exists() {
+                    assert!(microphone.daemon.try_wait().unwrap().is_none(), "PulseAudio exited");
+                    assert!(Instant::now() < deadline, "PulseAudio did not open its socket");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Some(microphone)
+            }
+
+            fn socket(&self) -> PathBuf {
+                self.runtime_dir.path().join("pulse/native")
+            }
+        }
+
+        impl Drop for Microphone {
+            fn drop(&mut self) {
+                let _ = self.daemon.kill();
+                let _ = self.daemon.wait();
+            }
+        }
+    }
+
+    #[test]
+    fn a_third_file_of_a_lesson_is_named_with_its_number() {
+        let lesson = "Lesson 2026-12-06 10:15";
+        let names: Vec<String> =
+            (1..=3).map(|part| crate::recording::lesson_part_name(lesson, part)).collect();
+        assert_eq!(names, [lesson, "Lesson 2026-12-06 10:15 (2)", "Lesson 2026-12-06 10:15 (3)"]);
+    }
+
+    /// Waits (bounded) until the progress the front ends follow satisfies `wanted`.
+    async fn progress_until(progress: &mut watch::Receiver<Progress>, wanted: impl FnMut(&Progress) -> bool) {
+        let reached =
+            tokio::time::timeout(std::time::Duration::from_secs(20), progress.wait_for(wanted)).await;
+        assert!(reached.is_ok_and(|reached| reached.is_ok()), "progress stuck at {:?}", *progress.borrow());
+    }
+
+    /// A real recording of the virtual microphone to the server inside the
+    /// app, continued after a (pretended) sleep while paused, then stopped:
+    /// two recordings, "X" and "X (2)", each a whole WAV file with sound in
+    /// it, both ready on the server; the feed follows the lesson throughout.
+    #[test]
+    fn after_a_sleep_the_lesson_goes_on_in_a_second_recording_and_both_are_safe_on_the_server() {
+        if virtual_microphone::ran_in_a_child(
+            "app_engine::tests::after_a_sleep_the_lesson_goes_on_in_a_second_recording_and_both_are_safe_on_the_server",
+        ) {
+            return;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            use std::time::Duration;
+            let temp = tempfile::tempdir().unwrap();
+            let engine = Box::pin(AppEngine::open(&DataDir::at(temp.path()))).await.unwrap();
+            assert!(matches!(engine.continue_after_sleep().await, Err(Error::NotRecording)));
+            let lesson = "Lesson 2026-12-06 10:15";
+            let feed = engine.start(None, Some(lesson.into())).await.unwrap();
+            let RecordingFeed { local_id: first, mut events, mut progress, mut status } = feed;
+            progress_until(&mut progress, |now| now.recorded >= Duration::from_secs(1)).await;
+            // Asleep while paused: the lesson goes on paused.
+            engine.pause().await.unwrap();
+            progress_until(&mut progress, |now| now.state == RecorderState::Paused).await;
+
+            let second = engine.continue_after_sleep().await.unwrap();
+            assert_ne!(second, first);
+            let mut heard = Vec::new();
+            while let Ok(event) = events.try_recv() {
+                heard.push(event);
+            }
+            assert!(
+                heard.iter().any(|event| matches!(
+                    event,
+                    SessionEvent::ContinuedAfterSleep { previous, current }
+                        if *previous == first && *current == second
+                )),
+                "the feed was told: {heard:?}"
+            );
+            assert!(
+                !heard
+                    .iter()
+                    .any(|event| matches!(event, SessionEvent::Capture(CaptureEvent::Stopped { .. }))),
+                "nobody hears the first file's recorder stop: {heard:?}"
+            );
+            let recorded_before = progress.borrow().recorded;
+            assert!(recorded_before >= Duration::from_secs(1), "the lesson's time counts on");
+            assert!(engine.is_recording().await);
+            assert_eq!(*status.borrow_and_update(), RecordingStatus::Recording);
+            progress_until(&mut progress, |now| now.state == RecorderState::Paused).await;
+            engine.resume().await.unwrap();
+            progress_until(&mut progress, |now| {
+                now.state == RecorderState::Recording
+                    && now.recorded >= recorded_before + Duration::from_secs(1)
+            })
+            .await;
+            // The engine's own view, as the tray and the sleep inhibitor read it.
+            let followed = engine.recorder_progress().await.unwrap();
+            assert_eq!(followed.borrow().state, RecorderState::Recording);
+
+            engine.stop().await.unwrap();
+            assert!(matches!(engine.stop().await, Err(Error::NotRecording)), "Stop stopped the second file");
+            let safe =
+                tokio::time::timeout(Duration::from_secs(30), status.wait_for(|now| now.is_final())).await;
+            let safe = safe.expect("the lesson reaches a final state").unwrap().clone();
+            assert_eq!(safe, RecordingStatus::Safe);
+
+            let journal = engine.opptak().journal();
+            let mut recordings = journal.recordings().unwrap();
+            recordings.sort_by_key(|recording| recording.id);
+            let names: Vec<&str> = recordings.iter().map(|recording| recording.name.as_str()).collect();
+            assert_eq!(names, [lesson, "Lesson 2026-12-06 10:15 (2)"]);
+            assert_eq!(recordings.iter().map(|recording| recording.id).collect::<Vec<_>>(), [first, second]);
+            let server = engine.this_computer().unwrap();
+            for recording in &recordings {
+                assert_eq!(recording.state, opptak_journal::RecordingState::Ready, "{recording:?}");
+                assert!(recording.sha256.is_some() && recording.sha256 == recording.server_sha256);
+                let reader = hound::WavReader::open(&recording.path).unwrap();
+                assert!(reader.duration() > 0, "{} holds sound", recording.name);
+                let data_bytes = u64::from(reader.len()) * u64::from(reader.spec().bits_per_sample / 8);
+                let file_bytes = std::fs::metadata(&recording.path).unwrap().len();
+                assert!(
+                    file_bytes > data_bytes && file_bytes - data_bytes <= 80,
+                    "the header covers the file"
+                );
+                assert_eq!(recording.total_bytes, Some(file_bytes));
+                let session = journal.sessions(recording.id).unwrap().pop().expect("uploaded");
+                let on_server = server.client.recording(&session.server_recording_id).await.unwrap();
+                assert_eq!(on_server.status, opptak_api::RecordingStatus::Ready);
+                assert_eq!(on_server.recording_name, recording.name);
+                assert_eq!(on_server.size_bytes, recording.total_bytes);
+            }
+        });
+    }
+
     #[tokio::test]
     async fn pause_resume_and_stop_with_nothing_recording_are_typed_errors() {
         let temp = tempfile::tempdir().unwrap();
@@ -959,7 +1240,7 @@ mod tests {
         // Left unfinished by an earlier run: journaled, never uploaded.
         let id = Opptak::open(&data_dir).unwrap().add_file(&file, "left", None).await.unwrap().id;
 
-        let engine = AppEngine::open(&data_dir).await.unwrap();
+        let engine = Box::pin(AppEngine::open(&data_dir)).await.unwrap();
         let mut library = engine.library().watch().await.unwrap();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {

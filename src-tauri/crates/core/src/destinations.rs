@@ -287,6 +287,10 @@ struct SettingsFile {
     /// What the tray and the shortcut record; `None`: the microphone.
     #[serde(skip_serializing_if = "Option::is_none")]
     recording_choice: Option<RecordingChoice>,
+    /// The language the teacher chose in Settings ("en", "nb", "nn");
+    /// `None`: the computer's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<String>,
 }
 
 impl Default for SettingsFile {
@@ -298,6 +302,7 @@ impl Default for SettingsFile {
             record_shortcut: None,
             machine_preset_url: None,
             recording_choice: None,
+            language: None,
         }
     }
 }
@@ -713,6 +718,20 @@ impl Opptak {
         Ok(self.read_settings()?.recording_choice.unwrap_or_default())
     }
 
+    /// Saves the language the teacher chose (a tag such as "nn"), or `None`
+    /// to follow the computer's. Blocks.
+    pub fn set_language(&self, language: Option<&str>) -> Result<()> {
+        self.edit_settings(|settings| {
+            settings.language = language.map(str::to_owned);
+            Ok(())
+        })
+    }
+
+    /// The language the teacher chose; `None`: the computer's.
+    pub fn language(&self) -> Result<Option<String>> {
+        Ok(self.read_settings()?.language)
+    }
+
     /// Where destination `id` is, with its token from the credential store. Blocks.
     pub fn destination_target(&self, id: &str) -> Result<DefaultDestination> {
         if id == THIS_COMPUTER_ID {
@@ -1101,9 +1120,15 @@ mod tests {
         let screen = RecordingChoice {
             source: crate::app_engine::RecordingSource::Screen { display: Some(":7".into()) },
             size: crate::app_engine::VideoSize::Hd1080,
+            microphone: Some("USB headset".into()),
         };
         opptak.set_recording_choice(&screen).unwrap();
         assert_eq!(opptak.recording_choice().unwrap(), screen);
+        assert_eq!(opptak.language().unwrap(), None, "the computer's language at first");
+        opptak.set_language(Some("nn")).unwrap();
+        assert_eq!(file_only_opptak(temp.path()).language().unwrap().as_deref(), Some("nn"));
+        opptak.set_language(None).unwrap();
+        assert_eq!(opptak.language().unwrap(), None);
 
         // The journal learns the destination when it is connected.
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -45,6 +45,90 @@ pub struct DoctorCheck {
     pub detail: String,
     /// What to do about it, when there is something to do.
     pub advice: Option<String>,
+    /// What was found as a code with its facts, so the window can say it
+    /// in the teacher's language; `detail` and `advice` are its English.
+    pub finding: Finding,
+}
+
+/// What a check found, with the facts its sentence needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(tag = "code", rename_all = "camelCase")]
+pub enum Finding {
+    /// The data folder can be written.
+    DataDirWritable {
+        /// The folder.
+        path: String,
+    },
+    /// The data folder cannot be written.
+    DataDirNotWritable {
+        /// The folder.
+        path: String,
+        /// Why, in English.
+        reason: String,
+    },
+    /// The free space could not be measured.
+    #[serde(rename_all = "camelCase")]
+    SpaceUnknown {
+        /// The data folder.
+        path: String,
+    },
+    /// The free space on the data folder's disk, and what it means.
+    #[serde(rename_all = "camelCase")]
+    Space {
+        /// Free bytes.
+        free_bytes: u64,
+        /// Hours of microphone audio that fit.
+        hours: u64,
+        /// Below this, recording is refused.
+        needed_bytes: u64,
+    },
+    /// The default microphone.
+    #[serde(rename_all = "camelCase")]
+    Microphone {
+        /// Its name.
+        name: String,
+        /// Its sample rate (Hz).
+        sample_rate: u32,
+        /// Its channels.
+        channels: u16,
+        /// How many other inputs there are.
+        others: usize,
+    },
+    /// No microphone answered.
+    NoMicrophone {
+        /// Why, in English.
+        reason: String,
+    },
+    /// Screens and cameras can be recorded.
+    VideoReady,
+    /// Screens and cameras cannot be recorded.
+    VideoMissing {
+        /// The missing GStreamer parts.
+        missing: String,
+    },
+    /// The display answers.
+    DisplayReachable {
+        /// Its name ("X11 display :0").
+        display: String,
+    },
+    /// No display is named.
+    NoDisplay,
+    /// The display named cannot be reached.
+    DisplayUnreachable {
+        /// The variable naming it.
+        variable: String,
+    },
+    /// The web view library is installed.
+    WebviewFound {
+        /// Where.
+        path: String,
+    },
+    /// The web view library is missing.
+    WebviewMissing {
+        /// The library's file name.
+        library: String,
+    },
 }
 
 /// All findings; `ok` is true only when every check is [`CheckStatus::Ok`].
@@ -59,8 +143,15 @@ pub struct DoctorReport {
 }
 
 impl DoctorCheck {
-    fn new(id: &str, title: &str, status: CheckStatus, detail: String, advice: Option<String>) -> Self {
-        Self { id: id.into(), title: title.into(), status, detail, advice }
+    fn new(
+        id: &str,
+        title: &str,
+        status: CheckStatus,
+        finding: Finding,
+        detail: String,
+        advice: Option<String>,
+    ) -> Self {
+        Self { id: id.into(), title: title.into(), status, detail, advice, finding }
     }
 }
 
@@ -80,6 +171,7 @@ fn check_data_dir(data_dir: &DataDir) -> DoctorCheck {
             "data-dir",
             title,
             CheckStatus::Ok,
+            Finding::DataDirWritable { path: data_dir.path().display().to_string() },
             format!("{} is writable.", data_dir.path().display()),
             None,
         ),
@@ -87,6 +179,10 @@ fn check_data_dir(data_dir: &DataDir) -> DoctorCheck {
             "data-dir",
             title,
             CheckStatus::Error,
+            Finding::DataDirNotWritable {
+                path: data_dir.path().display().to_string(),
+                reason: err.to_string(),
+            },
             format!("{} cannot be written.", data_dir.path().display()),
             Some(err.to_string()),
         ),
@@ -103,6 +199,7 @@ fn check_disk_space(data_dir: &DataDir) -> DoctorCheck {
             "disk-space",
             title,
             CheckStatus::Warning,
+            Finding::SpaceUnknown { path: data_dir.path().display().to_string() },
             format!("Could not measure the free space for {}.", data_dir.path().display()),
             Some("Make sure the disk holding the data folder is mounted, then run the check again.".into()),
         );
@@ -128,7 +225,12 @@ fn check_disk_space(data_dir: &DataDir) -> DoctorCheck {
     } else {
         (CheckStatus::Ok, None)
     };
-    DoctorCheck::new("disk-space", title, status, detail, advice)
+    let finding = Finding::Space {
+        free_bytes: available,
+        hours: available / AUDIO_BYTES_PER_HOUR,
+        needed_bytes: MIN_FREE_BYTES_TO_RECORD,
+    };
+    DoctorCheck::new("disk-space", title, status, finding, detail, advice)
 }
 
 fn check_microphone() -> DoctorCheck {
@@ -140,6 +242,12 @@ fn check_microphone() -> DoctorCheck {
                 "microphone",
                 title,
                 CheckStatus::Ok,
+                Finding::Microphone {
+                    name: mic.name.clone(),
+                    sample_rate: mic.sample_rate,
+                    channels: mic.channels,
+                    others,
+                },
                 format!(
                     "Default input \"{}\" ({} Hz, {} channel{}){}.",
                     mic.name,
@@ -164,6 +272,7 @@ fn check_microphone() -> DoctorCheck {
                 "microphone",
                 title,
                 CheckStatus::Warning,
+                Finding::NoMicrophone { reason: reason.clone() },
                 format!("No microphone found ({reason})."),
                 Some(opptak_capture::NO_MICROPHONE_ADVICE.into()),
             )
@@ -180,6 +289,7 @@ fn check_video() -> DoctorCheck {
             "video",
             title,
             CheckStatus::Ok,
+            Finding::VideoReady,
             "GStreamer and its screen, camera and encoder parts are installed.".into(),
             None,
         ),
@@ -187,6 +297,7 @@ fn check_video() -> DoctorCheck {
             "video",
             title,
             CheckStatus::Warning,
+            Finding::VideoMissing { missing: missing.to_string() },
             format!("Screens and cameras cannot be recorded: {missing}. Recording sound alone works."),
             Some(
                 "Install GStreamer with its plugins (Debian/Ubuntu: `sudo apt install gstreamer1.0-plugins-base \
@@ -214,7 +325,7 @@ fn display_checks() -> Vec<DoctorCheck> {
 mod linux {
     use std::path::{Path, PathBuf};
 
-    use super::{CheckStatus, DoctorCheck};
+    use super::{CheckStatus, DoctorCheck, Finding};
 
     const WEBKIT_LIBRARY: &str = "libwebkit2gtk-4.1.so.0";
 
@@ -230,11 +341,24 @@ mod linux {
             (None, None) => None,
         };
         match found {
-            Some(display) => DoctorCheck::new("display", title, CheckStatus::Ok, format!("{display} is reachable."), None),
+            Some(display) => DoctorCheck::new(
+                "display",
+                title,
+                CheckStatus::Ok,
+                Finding::DisplayReachable { display: display.clone() },
+                format!("{display} is reachable."),
+                None,
+            ),
             None => DoctorCheck::new(
                 "display",
                 title,
                 CheckStatus::Error,
+                match (&wayland, &x11) {
+                    (None, None) => Finding::NoDisplay,
+                    (wayland, _) => Finding::DisplayUnreachable {
+                        variable: if wayland.is_some() { "WAYLAND_DISPLAY" } else { "DISPLAY" }.into(),
+                    },
+                },
                 match (wayland, x11) {
                     (None, None) => "No display: neither DISPLAY nor WAYLAND_DISPLAY is set.".into(),
                     (wayland, x11) => format!(
@@ -271,11 +395,19 @@ mod linux {
     pub(super) fn check_webview() -> DoctorCheck {
         let title = "Web view (WebKitGTK)";
         match find_library(WEBKIT_LIBRARY) {
-            Some(path) => DoctorCheck::new("webview", title, CheckStatus::Ok, format!("{} found.", path.display()), None),
+            Some(path) => DoctorCheck::new(
+                "webview",
+                title,
+                CheckStatus::Ok,
+                Finding::WebviewFound { path: path.display().to_string() },
+                format!("{} found.", path.display()),
+                None,
+            ),
             None => DoctorCheck::new(
                 "webview",
                 title,
                 CheckStatus::Error,
+                Finding::WebviewMissing { library: WEBKIT_LIBRARY.into() },
                 format!("{WEBKIT_LIBRARY} is not installed."),
                 Some("Install WebKitGTK 4.1 (Debian/Ubuntu: `sudo apt install libwebkit2gtk-4.1-0`), or install Opptak from its .deb/.rpm package, which brings it along.".into()),
             ),
@@ -364,6 +496,7 @@ mod tests {
                 "microphone",
                 "Microphone",
                 CheckStatus::Warning,
+                Finding::Space { free_bytes: 5, hours: 0, needed_bytes: 9 },
                 "No microphone found.".into(),
                 Some("Plug one in.".into()),
             )],
@@ -371,5 +504,10 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["checks"][0]["status"], "warning");
         assert_eq!(json["checks"][0]["advice"], "Plug one in.");
+        assert_eq!(
+            json["checks"][0]["finding"],
+            serde_json::json!({"code": "space", "freeBytes": 5, "hours": 0, "neededBytes": 9}),
+            "a code the window branches on, with camelCase facts"
+        );
     }
 }

@@ -8,9 +8,18 @@
 //! [`Opptak::recover`]: a WAV header is rebuilt from the file's length, an
 //! MP4 is cut after its last whole fragment, and it is uploaded like any
 //! stopped recording.
+//!
+//! One lesson may span several recordings: after the computer slept,
+//! [`RecordingSession::continue_after_sleep`] finishes the file (it uploads
+//! like any stopped recording) and records on into a new one, "Lesson (2)".
+//! Front ends follow the lesson, not the file: the session's progress and
+//! events go on across it, and never say that the first file's recorder
+//! stopped.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use opptak_capture::{
     AudioFormat, CaptureEvent, Progress, Recorder, RecorderConfig, RecorderState, VideoConfig, VideoFormat,
@@ -81,6 +90,15 @@ pub enum SessionEvent {
         /// What happened.
         event: UploadEvent,
     },
+    /// The computer slept during the lesson: the file recorded before is
+    /// finished and uploads like any stopped recording, and the lesson goes
+    /// on in a new file (see [`RecordingSession::continue_after_sleep`]).
+    ContinuedAfterSleep {
+        /// The journal id of the recording that ended at the sleep.
+        previous: i64,
+        /// The journal id of the recording that goes on.
+        current: i64,
+    },
 }
 
 /// A file of the recording as the journal has it, with its upload when
@@ -91,6 +109,17 @@ pub struct RecordedFile {
     pub recording: LocalRecording,
     /// Its upload, still running; `None` with no destination.
     pub upload: Option<UploadHandle>,
+}
+
+/// What [`RecordingSession::continue_after_sleep`] hands back.
+#[derive(Debug)]
+pub struct ContinuedRecording {
+    /// The file (or files) recorded before the sleep, finished.
+    pub previous: StoppedRecording,
+    /// The session that goes on recording the lesson, or why it could not
+    /// start again (the microphone did not come back); the lesson up to the
+    /// sleep is saved either way.
+    pub next: Result<RecordingSession>,
 }
 
 /// What [`RecordingSession::stop`] hands back.
@@ -194,9 +223,39 @@ pub struct RecordingSession {
     audio: AudioFormat,
     video: Option<VideoFormat>,
     events: broadcast::Sender<SessionEvent>,
+    /// Passes this recorder's events on to `events`; stopped before the
+    /// recorder when the lesson goes on in a new file, so nobody hears it stop.
+    capture_events: JoinHandle<()>,
+    /// The progress front ends follow: the recorder's, with the time
+    /// recorded in the lesson's earlier files added, kept across files.
+    shown_progress: Arc<watch::Sender<Progress>>,
+    /// Copies the recorder's progress into `shown_progress`.
+    progress_relay: JoinHandle<()>,
+    /// Time recorded in the lesson's files before this session's.
+    recorded_before: Duration,
     follower: JoinHandle<Result<Vec<Track>>>,
     first_local_id: i64,
     journal: Journal,
+    lesson: Lesson,
+    /// Which file of the lesson this session records, from 1.
+    part: u32,
+}
+
+/// What every file of one lesson shares: how it records, where it goes,
+/// and the lesson's name.
+#[derive(Clone)]
+struct Lesson {
+    options: RecordOptions,
+    uploader: Uploader,
+    /// The recordings folder.
+    dir: PathBuf,
+    name: String,
+}
+
+/// The name of the `part`th file of a lesson named `lesson`: the first is
+/// the lesson's own name, the next ones "Lesson (2)", "Lesson (3)", …
+pub fn lesson_part_name(lesson: &str, part: u32) -> String {
+    if part <= 1 { lesson.to_owned() } else { format!("{lesson} ({part})") }
 }
 
 impl std::fmt::Debug for RecordingSession {
@@ -221,9 +280,11 @@ impl RecordingSession {
         self.video.as_ref()
     }
 
-    /// The recorder's state and durable lengths.
+    /// The recorder's state and durable lengths. Followed across
+    /// [`RecordingSession::continue_after_sleep`]: the state stays
+    /// recording and the time recorded counts the whole lesson.
     pub fn progress(&self) -> watch::Receiver<Progress> {
-        self.recorder.progress()
+        self.shown_progress.subscribe()
     }
 
     /// Levels, warnings and upload events.
@@ -246,32 +307,146 @@ impl RecordingSession {
     /// and finish are still to come. Await them, or drop them and let
     /// `resume` finish the job later.
     pub async fn stop(self) -> Result<StoppedRecording> {
-        let Self { recorder, follower, journal, first_local_id, .. } = self;
+        let Self {
+            recorder,
+            follower,
+            journal,
+            first_local_id,
+            shown_progress,
+            progress_relay,
+            recorded_before,
+            ..
+        } = self;
         let progress = recorder.progress();
-        let stopped = tokio::task::spawn_blocking(move || recorder.stop())
-            .await
-            .map_err(|err| Error::Recording(format!("the recorder stopped badly: {err}")))?;
-        let mut reason = progress.borrow().stop_reason.clone();
-        let tracks = follower
-            .await
-            .map_err(|err| Error::Recording(format!("the recording's follower failed: {err}")))?;
-        if let Err(err) = stopped {
-            // The file holds what was recorded up to the failure; keep it
-            // and say so rather than losing the lesson.
-            tracing::error!(recording = first_local_id, "recording ended with an error: {err}");
-            reason.get_or_insert(err.to_string());
-        }
-        let tracks = tracks?;
-        let mut files = Vec::with_capacity(tracks.len());
-        for track in tracks {
-            let id = track.local_id;
-            let recording = blocking(&journal, move |journal| journal.recording(id))
-                .await?
-                .ok_or_else(|| Error::Journal(format!("recording {id} vanished from the journal")))?;
-            files.push(RecordedFile { recording, upload: track.upload });
-        }
-        Ok(StoppedRecording { files, reason })
+        let stopped = finish_files(recorder, follower, &journal, first_local_id).await;
+        progress_relay.abort();
+        shown_progress.send_replace(with_time_before(progress.borrow().clone(), recorded_before));
+        stopped
     }
+
+    /// After the computer slept during the lesson: finishes this file as
+    /// [`RecordingSession::stop`] does (it uploads like any stopped
+    /// recording) and at once goes on recording the same lesson, with the
+    /// same input, video and destination, in a new file named like the
+    /// first with its number ("Lesson (2)"). A paused recording goes on
+    /// paused.
+    ///
+    /// Front ends following [`RecordingSession::progress`] and
+    /// [`RecordingSession::subscribe`] keep following the new file: they
+    /// hear [`SessionEvent::ContinuedAfterSleep`], never the old recorder
+    /// stopping. Fails only when finishing the old file fails; when the
+    /// new one cannot start, [`ContinuedRecording::next`] says why and the
+    /// progress shows the lesson stopped.
+    pub async fn continue_after_sleep(self) -> Result<ContinuedRecording> {
+        let Self {
+            recorder,
+            follower,
+            journal,
+            first_local_id,
+            shown_progress,
+            progress_relay,
+            capture_events,
+            recorded_before,
+            events,
+            lesson,
+            part,
+            ..
+        } = self;
+        // The lesson goes on: nobody may hear this recorder stop.
+        capture_events.abort();
+        progress_relay.abort();
+        let progress = recorder.progress();
+        let paused = progress.borrow().state == RecorderState::Paused;
+        let finished = finish_files(recorder, follower, &journal, first_local_id).await;
+        let ended = with_time_before(progress.borrow().clone(), recorded_before);
+        let previous = match finished {
+            Ok(previous) => previous,
+            Err(err) => {
+                shown_progress.send_replace(ended);
+                return Err(err);
+            }
+        };
+        let recorded = ended.recorded;
+        let next = start_part(lesson, part + 1, recorded, Some(shown_progress.clone()), events.clone()).await;
+        match &next {
+            Ok(session) => {
+                if paused {
+                    session.pause();
+                }
+                tracing::info!(
+                    previous = first_local_id,
+                    current = session.first_local_id,
+                    "the lesson goes on in a new file after the computer slept"
+                );
+                let _ = events.send(SessionEvent::ContinuedAfterSleep {
+                    previous: first_local_id,
+                    current: session.first_local_id,
+                });
+            }
+            Err(err) => {
+                tracing::error!(recording = first_local_id, error = %err, "the lesson could not go on after the computer slept");
+                shown_progress.send_replace(ended);
+            }
+        }
+        Ok(ContinuedRecording { previous, next })
+    }
+}
+
+/// `progress` of one file, counting the time recorded in the lesson's
+/// files before it.
+fn with_time_before(mut progress: Progress, before: Duration) -> Progress {
+    progress.recorded += before;
+    progress
+}
+
+/// Copies every change of `from` into `to`, counting `before`, until the
+/// recorder is gone.
+fn relay_progress(
+    mut from: watch::Receiver<Progress>,
+    to: Arc<watch::Sender<Progress>>,
+    before: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            to.send_replace(with_time_before(from.borrow_and_update().clone(), before));
+            if from.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Stops `recorder`, waits for `follower` to finish its files in the
+/// journal and hands them back with their uploads.
+async fn finish_files(
+    recorder: Capture,
+    follower: JoinHandle<Result<Vec<Track>>>,
+    journal: &Journal,
+    first_local_id: i64,
+) -> Result<StoppedRecording> {
+    let progress = recorder.progress();
+    let stopped = tokio::task::spawn_blocking(move || recorder.stop())
+        .await
+        .map_err(|err| Error::Recording(format!("the recorder stopped badly: {err}")))?;
+    let mut reason = progress.borrow().stop_reason.clone();
+    let tracks =
+        follower.await.map_err(|err| Error::Recording(format!("the recording's follower failed: {err}")))?;
+    if let Err(err) = stopped {
+        // The file holds what was recorded up to the failure; keep it
+        // and say so rather than losing the lesson.
+        tracing::error!(recording = first_local_id, "recording ended with an error: {err}");
+        reason.get_or_insert(err.to_string());
+    }
+    let tracks = tracks?;
+    let mut files = Vec::with_capacity(tracks.len());
+    for track in tracks {
+        let id = track.local_id;
+        let recording = blocking(journal, move |journal| journal.recording(id))
+            .await?
+            .ok_or_else(|| Error::Journal(format!("recording {id} vanished from the journal")))?;
+        files.push(RecordedFile { recording, upload: track.upload });
+    }
+    Ok(StoppedRecording { files, reason })
 }
 
 /// Runs a journal call on a blocking thread.
@@ -365,7 +540,7 @@ fn forward<T: Clone + Send + 'static>(
     mut from: broadcast::Receiver<T>,
     to: broadcast::Sender<SessionEvent>,
     wrap: impl Fn(T) -> SessionEvent + Send + 'static,
-) {
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match from.recv().await {
@@ -376,7 +551,7 @@ fn forward<T: Clone + Send + 'static>(
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }
-    });
+    })
 }
 
 /// What the follower needs to start the upload of a file.
@@ -429,10 +604,11 @@ impl Uploader {
                 self.config.clone(),
             );
             let local_id = recording.id;
-            forward(upload.subscribe(), self.events.clone(), move |event| SessionEvent::Upload {
+            // Detached: it ends when the upload's events close.
+            drop(forward(upload.subscribe(), self.events.clone(), move |event| SessionEvent::Upload {
                 local_id,
                 event,
-            });
+            }));
             upload
         });
         Ok(Track {
@@ -543,6 +719,66 @@ async fn start_capture(
     started.map_err(|err| Error::Recording(err.to_string()))?.map_err(Error::Capture)
 }
 
+/// Starts recording file number `part` of `lesson`, `recorded_before`
+/// into it, showing its progress on `shown` (a new channel for the first
+/// file). Fails — leaving nothing behind — when the recorder cannot start.
+async fn start_part(
+    lesson: Lesson,
+    part: u32,
+    recorded_before: Duration,
+    shown: Option<Arc<watch::Sender<Progress>>>,
+    events: broadcast::Sender<SessionEvent>,
+) -> Result<RecordingSession> {
+    let uploader = lesson.uploader.clone();
+    let path = new_recording_path(&lesson.dir, uploader.kind.extension);
+    let lock = CaptureLock::try_take(&uploader.data_dir, &path)?.ok_or_else(|| {
+        Error::Recording(format!("{} is being recorded by another process", path.display()))
+    })?;
+    let (recorder, audio, video) = start_capture(&lesson.options, &path).await?;
+    let capture_events = forward(recorder.subscribe(), events.clone(), SessionEvent::Capture);
+    let name = lesson_part_name(&lesson.name, part);
+    let first = {
+        let (uploader, path, name) = (uploader.clone(), path.clone(), name.clone());
+        tokio::task::spawn_blocking(move || uploader.track(&path, &name, Some(lock)))
+            .await
+            .map_err(|err| Error::Journal(err.to_string()))?
+    };
+    let first = match first {
+        Ok(track) => track,
+        Err(err) => {
+            // Nothing was journaled: the file is not a recording anyone
+            // will find. Dropping the recorder joins its thread.
+            capture_events.abort();
+            let _ = tokio::task::spawn_blocking(move || drop(recorder)).await;
+            let _ = std::fs::remove_file(&path);
+            return Err(err);
+        }
+    };
+    let first_local_id = first.local_id;
+    tracing::info!(recording = first_local_id, part, path = %path.display(), "recording");
+    let shown_progress = shown.unwrap_or_else(|| {
+        Arc::new(watch::channel(with_time_before(recorder.progress().borrow().clone(), recorded_before)).0)
+    });
+    let progress_relay = relay_progress(recorder.progress(), shown_progress.clone(), recorded_before);
+    let journal = uploader.journal.clone();
+    let follower = tokio::spawn(follow(recorder.progress(), vec![first], uploader, name));
+    Ok(RecordingSession {
+        recorder,
+        audio,
+        video,
+        events,
+        capture_events,
+        shown_progress,
+        progress_relay,
+        recorded_before,
+        follower,
+        first_local_id,
+        journal,
+        lesson,
+        part,
+    })
+}
+
 impl Opptak {
     /// Starts recording from the microphone (or, with
     /// [`RecordOptions::video`], the screen or a camera with the microphone)
@@ -559,13 +795,7 @@ impl Opptak {
         std::fs::create_dir_all(&dir)
             .map_err(|source| Error::DataDirUnusable { path: dir.clone(), source })?;
         let kind = if options.video.is_some() { MP4_FILE } else { WAV_FILE };
-        let path = new_recording_path(&dir, kind.extension);
-        let lock = CaptureLock::try_take(self.data_dir().path(), &path)?.ok_or_else(|| {
-            Error::Recording(format!("{} is being recorded by another process", path.display()))
-        })?;
-        let (recorder, audio, video) = start_capture(&options, &path).await?;
         let (events, _) = broadcast::channel(1024);
-        forward(recorder.subscribe(), events.clone(), SessionEvent::Capture);
         let uploader = Uploader {
             data_dir: self.data_dir().path().to_path_buf(),
             journal: self.journal().clone(),
@@ -577,35 +807,9 @@ impl Opptak {
             keep_local: options.keep_local,
             kind,
         };
-        let name = options.name.unwrap_or_else(default_name);
-        let first = {
-            let (uploader, path, name) = (uploader.clone(), path.clone(), name.clone());
-            tokio::task::spawn_blocking(move || uploader.track(&path, &name, Some(lock)))
-                .await
-                .map_err(|err| Error::Journal(err.to_string()))?
-        };
-        let first = match first {
-            Ok(track) => track,
-            Err(err) => {
-                // Nothing was journaled: the file is not a recording anyone
-                // will find. Dropping the recorder joins its thread.
-                let _ = tokio::task::spawn_blocking(move || drop(recorder)).await;
-                let _ = std::fs::remove_file(&path);
-                return Err(err);
-            }
-        };
-        let first_local_id = first.local_id;
-        tracing::info!(recording = first_local_id, path = %path.display(), "recording");
-        let follower = tokio::spawn(follow(recorder.progress(), vec![first], uploader, name));
-        Ok(RecordingSession {
-            recorder,
-            audio,
-            video,
-            events,
-            follower,
-            first_local_id,
-            journal: self.journal().clone(),
-        })
+        let name = options.name.clone().unwrap_or_else(default_name);
+        let lesson = Lesson { options, uploader, dir, name };
+        start_part(lesson, 1, Duration::ZERO, None, events).await
     }
 
     /// Repairs every recording whose recorder died (state `recording`, no

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opptak_journal::{Journal, LocalRecording, NewRecording, Problem, RecordingState};
-use opptak_server::{Server, ServerHandle, UserToken};
+use opptak_server::{Limits, Server, ServerHandle, UserToken};
 use opptak_upload::{ApiClient, Source};
 /// The upload engine's types a front end needs to run and watch uploads.
 pub use opptak_upload::{UploadConfig, UploadEvent, UploadHandle, Uploaded};
@@ -263,6 +263,7 @@ impl Opptak {
                 let started = Server::builder()
                     .data_dir(&dir)
                     .user(UserToken { name: "this-computer".into(), token: token.clone() })
+                    .limits(embedded_limits())
                     .start()
                     .await;
                 let (server, url) = match started {
@@ -526,6 +527,15 @@ impl Opptak {
             })
             .collect()
     }
+}
+
+/// The server inside the app is alone on its database: its own finishes
+/// and retries wake its verification workers, so they look for other work
+/// once a minute instead of every second (an idle app then stays idle).
+fn embedded_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.verification.idle_poll = Duration::from_secs(60);
+    limits
 }
 
 /// How long to wait for a server that another process is starting on this

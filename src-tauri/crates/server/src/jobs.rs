@@ -50,6 +50,12 @@ pub struct JobPolicy {
     pub first_retry_delay: Duration,
     /// The longest wait between retries. Default 5 minutes.
     pub max_retry_delay: Duration,
+    /// How often idle workers look for jobs only the database knows of:
+    /// queued by another instance, or left by one that died. This
+    /// instance's own jobs wake its workers when queued and when their retry
+    /// is due. Default 1 s; a server alone on its database (the one inside
+    /// the app) can look far less often.
+    pub idle_poll: Duration,
 }
 
 impl Default for JobPolicy {
@@ -60,6 +66,7 @@ impl Default for JobPolicy {
             max_attempts: 12,
             first_retry_delay: Duration::from_secs(1),
             max_retry_delay: Duration::from_secs(300),
+            idle_poll: Duration::from_secs(1),
         }
     }
 }
@@ -72,9 +79,6 @@ impl JobPolicy {
         self.first_retry_delay.saturating_mul(1u32 << doublings).min(self.max_retry_delay)
     }
 }
-
-/// How often idle workers look for due jobs (they are also woken on finish).
-const POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 enum Outcome {
@@ -126,7 +130,7 @@ impl Jobs {
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(self.policy.idle_poll) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -268,6 +272,7 @@ impl Jobs {
             Outcome::Failed(_) => "failed",
             Outcome::Retry(_) => "retry",
         };
+        let mut retry_after = None;
         let result = match outcome {
             Outcome::Ready { size, duration, sha256 } => {
                 tracing::info!(recording_id, size, duration, sha256, "recording ready");
@@ -286,11 +291,20 @@ impl Jobs {
                     retry_in_ms = delay.as_millis() as u64,
                     "verification will be retried"
                 );
+                retry_after = Some(delay);
                 JobResult::Retry { reason, delay }
             }
         };
         if self.meta.settle_job(claim, result).await? {
             self.metrics.count_job("verify", outcome_name);
+            if let Some(delay) = retry_after {
+                // The database keeps whole seconds: one more makes it due.
+                let wake = self.wake.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay + Duration::from_secs(1)).await;
+                    wake.notify_one();
+                });
+            }
         } else {
             self.metrics.count_job("verify", "lease_lost");
             tracing::warn!(
@@ -511,6 +525,38 @@ mod tests {
         assert!(running.await.unwrap().unwrap());
         assert_eq!(setup.state().await, ("ready".into(), None, "done".into(), 1));
         assert_eq!(setup.store.fetches.load(Ordering::SeqCst), 1, "verified once");
+    }
+
+    /// A worker that looks for jobs only once an hour still retries its own
+    /// job when the retry is due.
+    #[tokio::test]
+    async fn a_retry_wakes_its_worker_without_waiting_for_the_idle_poll() {
+        let setup = Setup::new(Fault::Unavailable).await;
+        let policy = JobPolicy {
+            first_retry_delay: Duration::from_secs(1),
+            max_retry_delay: Duration::from_secs(1),
+            idle_poll: Duration::from_secs(3600),
+            ..JobPolicy::default()
+        };
+        let jobs = setup.jobs(policy);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(jobs.clone().run_worker(stopped));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !matches!(setup.state().await, (_, _, job, 1) if job == "queued") {
+            assert!(tokio::time::Instant::now() < deadline, "the first attempt never failed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        setup.set_fault(Fault::None);
+        let retried = std::time::Instant::now();
+        while setup.state().await.0 != "ready" {
+            assert!(tokio::time::Instant::now() < deadline, "not retried: {:?}", setup.state().await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(retried.elapsed() < Duration::from_secs(5), "retried after {:?}", retried.elapsed());
+        assert_eq!(setup.state().await, ("ready".into(), None, "done".into(), 2));
+        stop.send(true).unwrap();
+        jobs.wake.notify_one();
+        worker.await.unwrap();
     }
 
     #[tokio::test]

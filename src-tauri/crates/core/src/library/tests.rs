@@ -276,3 +276,44 @@ fn statuses_serialise_as_the_ui_bindings_say() {
         serde_json::json!({"state": "onlyOnThisComputer"})
     );
 }
+
+/// Another process renaming a recording in the journal, and a file
+/// deleted by hand, reach the Library's stream with no call; an idle
+/// journal is not read again (its files are only looked at).
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_made_outside_this_process_reach_the_library_by_themselves() {
+    let Setup { temp, opptak, library, .. } = setup(None).await;
+    let file = wav(temp.path(), "lesson.wav", 1);
+    let id = opptak.add_file(&file, "lesson", None).await.unwrap().id;
+    opptak.journal().set_keep_local(id, true).unwrap();
+    // One subscription: `watch` itself reads the journal, so each wait
+    // below must come from the Library's own loop.
+    let mut stream = library.watch().await.unwrap();
+    let mut wait_until = async |what: &str, done: &dyn Fn(&LibraryEntry) -> bool| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if stream.borrow_and_update().iter().any(|entry| entry.id == id && done(entry)) {
+                return;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, stream.changed()).await.is_ok(),
+                "not {what} within 10 s"
+            );
+        }
+    };
+    wait_until("listed", &|_| true).await;
+
+    let journal = opptak.journal().path().to_owned();
+    let files = [file.clone()];
+    let idle = OutsideState::read(&journal, &files);
+    assert_eq!(OutsideState::read(&journal, &files), idle, "nothing changed, nothing to read");
+
+    // `opptak` in a terminal: its own connection to the same journal file.
+    let other_process = opptak_journal::Journal::open(&journal).unwrap();
+    other_process.rename_recording(id, "Renamed elsewhere").unwrap();
+    assert_ne!(OutsideState::read(&journal, &files), idle, "the journal's files changed");
+    wait_until("renamed", &|entry| entry.name == "Renamed elsewhere").await;
+
+    std::fs::remove_file(&file).unwrap();
+    wait_until("without its file", &|entry| !entry.has_local_file).await;
+}
