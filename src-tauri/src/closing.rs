@@ -108,16 +108,30 @@ pub async fn close_window<R: Runtime>(
 pub fn quit<R: Runtime>(app: &AppHandle<R>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
+        let desktop = app.state::<Desktop>();
+        let mut sending = matches!(desktop.activity(), Activity::Uploading { .. });
         if let Ok(engine) = app.state::<crate::AppState>().engine()
             && engine.is_recording().await
-            && let Err(err) = controls::stop(&engine).await
         {
-            // The file on disk is kept either way; the next start repairs it.
-            tracing::error!(error = %err.message, "the recording could not be stopped cleanly before quitting");
+            // What was just recorded is not on the server yet either.
+            sending = true;
+            if let Err(err) = controls::stop(&engine).await {
+                // The file on disk is kept either way; the next start repairs it.
+                tracing::error!(error = %err.message, "the recording could not be stopped cleanly before quitting");
+            }
+        }
+        if sending {
+            crate::notify::show(&app, &crate::notify::Notice::UploadContinuesNextStart, desktop.language());
+            // The notification is sent from a task of its own: give it
+            // the moment it needs before the app and its bus connection end.
+            tokio::time::sleep(NOTICE_GRACE).await;
         }
         app.exit(0);
     });
 }
+
+/// How long quitting waits for its last notification to leave.
+const NOTICE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {

@@ -263,15 +263,16 @@ where
         };
         if let Err(err) = outcome {
             tracing::warn!(action = what, code = %err.code, error = %err.message, "desktop control failed");
-            notice(&app, &err.message);
+            notice(&app, &err);
         }
     });
 }
 
-/// Shows `message` in the window's status line (and the log).
-pub fn notice<R: Runtime>(app: &AppHandle<R>, message: &str) {
-    if let Err(err) = app.emit(NOTICE_EVENT, message) {
-        tracing::warn!(error = %err, "the window could not be told: {message}");
+/// Shows `problem` in the window's status line, in the teacher's language
+/// (the window says its code's sentence).
+pub fn notice<R: Runtime>(app: &AppHandle<R>, problem: &CommandError) {
+    if let Err(err) = app.emit(NOTICE_EVENT, problem) {
+        tracing::warn!(error = %err, "the window could not be told: {}", problem.message);
     }
 }
 

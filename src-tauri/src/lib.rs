@@ -25,6 +25,8 @@ pub mod library;
 pub mod notify;
 pub mod settings;
 pub mod shortcut;
+// logind tells of a suspend; elsewhere a sleep is not noticed yet.
+#[cfg(target_os = "linux")]
 pub mod sleep;
 #[cfg(test)]
 mod test_support;
@@ -178,6 +180,7 @@ pub fn run() -> ExitCode {
             }
             controls::setup(app.handle(), &launch_args);
             if let Ok(engine) = app.state::<AppState>().engine() {
+                #[cfg(target_os = "linux")]
                 sleep::setup(app.handle(), engine.clone());
                 notify::setup(app.handle(), engine);
             }

@@ -44,6 +44,8 @@ pub enum Notice {
     },
     /// The microphone has recorded only silence for [`MICROPHONE_SILENT_FOR`].
     MicrophoneSilent,
+    /// Opptak was quit while recordings were still being sent.
+    UploadContinuesNextStart,
 }
 
 impl Notice {
@@ -76,12 +78,14 @@ impl Notice {
                     Language::English => {
                         format!("\"{name}\" was not uploaded. {message} Then choose Retry in the Library.")
                     }
-                    Language::Bokmal => {
-                        format!("«{name}» ble ikke lastet opp. {message} Velg så Prøv igjen i Biblioteket.")
-                    }
-                    Language::Nynorsk => {
-                        format!("«{name}» vart ikkje lasta opp. {message} Vel så Prøv igjen i Biblioteket.")
-                    }
+                    // The engine's reason is English: the Library says it in
+                    // the teacher's language instead.
+                    Language::Bokmal => format!(
+                        "«{name}» ble ikke lastet opp. Åpne Biblioteket for å se hvorfor, og velg så Prøv igjen."
+                    ),
+                    Language::Nynorsk => format!(
+                        "«{name}» vart ikkje lasta opp. Opne Biblioteket for å sjå kvifor, og vel så Prøv igjen."
+                    ),
                 },
             ),
             Self::MicrophoneSilent => (
@@ -90,6 +94,14 @@ impl Notice {
                     "Nothing has been heard for 30 seconds while recording. Check that the microphone is on and not muted.",
                     "Ingenting er hørt på 30 sekunder mens opptaket går. Sjekk at mikrofonen er på og ikke dempet.",
                     "Ingenting er høyrt på 30 sekund medan opptaket går. Sjekk at mikrofonen er på og ikkje dempa.",
+                ),
+            ),
+            Self::UploadContinuesNextStart => (
+                pick("Opptak has closed", "Opptak er avsluttet", "Opptak er avslutta"),
+                pick(
+                    "Not every recording is on the server yet. The upload goes on by itself the next time Opptak starts.",
+                    "Ikke alle opptakene er på serveren ennå. Opplastingen fortsetter av seg selv neste gang Opptak starter.",
+                    "Ikkje alle opptaka er på tenaren enno. Opplastinga held fram av seg sjølv neste gong Opptak startar.",
                 ),
             ),
         }
@@ -471,12 +483,13 @@ mod tests {
             Notice::Safe { name: "Lesson 7B".into() },
             Notice::NeedsTeacher { name: "Lesson 7B".into(), message: "The server refused the key.".into() },
             Notice::MicrophoneSilent,
+            Notice::UploadContinuesNextStart,
         ];
         for notice in &notices {
             let texts: Vec<_> = Language::ALL.into_iter().map(|language| notice.text(language)).collect();
             for (title, body) in &texts {
                 assert!(!title.is_empty() && body.ends_with('.'), "{title}: {body}");
-                if !matches!(notice, Notice::MicrophoneSilent) {
+                if !matches!(notice, Notice::MicrophoneSilent | Notice::UploadContinuesNextStart) {
                     assert!(body.contains("Lesson 7B"), "{body}");
                 }
             }

@@ -142,9 +142,12 @@ fn woke_up<R: Runtime>(app: &AppHandle<R>, engine: &AppEngine) {
             tracing::error!(error = %err, "the lesson could not go on after the computer slept");
             crate::controls::notice(
                 app,
-                &format!(
-                    "The computer slept during the recording and recording could not start again ({err}). \
-                     The lesson up to the sleep is saved; press Record to go on."
+                &crate::CommandError::new(
+                    "continue_after_sleep_failed",
+                    format!(
+                        "The computer slept during the recording and recording could not start again ({err}). \
+                         The lesson up to the sleep is saved; press Record to go on."
+                    ),
                 ),
             );
         }

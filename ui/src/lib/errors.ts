@@ -32,6 +32,7 @@ export const ERROR_SENTENCES: Readonly<Record<string, Sentence>> = {
   recording_failed: m.error_recording_failed,
   invalid_shortcut: m.error_invalid_shortcut,
   autostart: m.error_autostart,
+  continue_after_sleep_failed: m.error_continue_after_sleep_failed,
   second_launch: m.error_second_launch,
   no_local_file: m.error_no_local_file,
   open_folder_failed: m.error_open_folder_failed,
