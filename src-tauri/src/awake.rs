@@ -1,5 +1,6 @@
 //! Keeps the computer awake while a lesson is recorded: a logind inhibitor
-//! (`sleep:idle`, mode `block`) held from Start to Stop.
+//! (`sleep:idle`, mode `block`) held from Start to Stop on Linux, the
+//! `keepawake` crate's request on Windows and macOS.
 //!
 //! It is held while paused too: a pause is a short break in the same
 //! lesson, and a laptop that suspends during it would take the microphone
@@ -71,10 +72,17 @@ pub enum Awake {
 }
 
 /// An open inhibitor: the computer stays awake until it is dropped.
-#[derive(Debug)]
 pub struct Inhibitor {
     #[cfg(target_os = "linux")]
     _fd: zbus::zvariant::OwnedFd,
+    #[cfg(not(target_os = "linux"))]
+    _awake: keepawake::KeepAwake,
+}
+
+impl std::fmt::Debug for Inhibitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inhibitor").finish_non_exhaustive()
+    }
 }
 
 /// Asks logind to keep the computer awake. Blocks on D-Bus.
@@ -94,10 +102,20 @@ pub fn inhibit() -> Result<Inhibitor, String> {
     Ok(Inhibitor { _fd: fd })
 }
 
-/// Elsewhere the platform's own mechanism is not wired yet.
+/// Elsewhere the platform's own request (a power assertion on macOS,
+/// `SetThreadExecutionState` on Windows), with the display free to turn off.
 #[cfg(not(target_os = "linux"))]
 pub fn inhibit() -> Result<Inhibitor, String> {
-    Err("keeping the computer awake is only built for Linux so far".to_owned())
+    let awake = keepawake::Builder::default()
+        .display(false)
+        .idle(true)
+        .sleep(true)
+        .reason(WHY)
+        .app_name(WHO)
+        .app_reverse_domain("no.opptak.desktop")
+        .create()
+        .map_err(|err| format!("the system refused ({err})"))?;
+    Ok(Inhibitor { _awake: awake })
 }
 
 /// Holds an inhibitor whenever `activity` says a recording runs, until the

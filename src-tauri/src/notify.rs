@@ -474,7 +474,10 @@ mod tests {
         let after = at.duration_since(started);
         eprintln!("told of the silence {after:.1?} after the recording started");
         assert_eq!((shown.len(), notice), (1, &Notice::MicrophoneSilent), "{shown:?}");
-        assert!(after >= silent_for && after < silent_for + Duration::from_secs(5), "{after:?}");
+        // The recorder counts the silence in samples, which the sound
+        // server may hand over a buffer ahead of the wall clock.
+        let early = Duration::from_millis(500);
+        assert!(after + early >= silent_for && after < silent_for + Duration::from_secs(5), "{after:?}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub mod doctor;
 pub mod library;
 pub mod logging;
 pub mod recording;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod uploads;
 
 pub use app_engine::{AppEngine, RecordingFeed, RecordingStatus};
