@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -476,50 +476,15 @@ struct Live {
 }
 
 async fn publish_loop(shared: Arc<Shared>) {
-    let mut seen = None;
     loop {
-        let moved = tokio::select! {
-            () = shared.moved.notified() => true,
-            () = tokio::time::sleep(JOURNAL_RECHECK) => false,
-        };
-        // Reading the journal costs queries; looking at its files and the
-        // recordings' files costs a few `stat`s. An idle app only looks.
-        let outside = {
-            let journal = shared.opptak.journal().path().to_owned();
-            let files: Vec<PathBuf> =
-                shared.snapshot.borrow().iter().map(|entry| PathBuf::from(&entry.path)).collect();
-            tokio::task::spawn_blocking(move || OutsideState::read(&journal, &files)).await.ok()
-        };
-        if !moved && outside.is_some() && outside == seen {
-            continue;
+        tokio::select! {
+            () = shared.moved.notified() => {}
+            () = tokio::time::sleep(JOURNAL_RECHECK) => {}
         }
-        seen = outside;
         if let Err(err) = shared.publish().await {
             tracing::error!(error = %err, "could not publish the Library");
         }
         tokio::time::sleep(MIN_PUBLISH_INTERVAL).await;
-    }
-}
-
-/// What the Library shows that another process or the teacher can change
-/// without this one being told: the journal's files (another `opptak`
-/// writes them) and whether each recording's file is there.
-#[derive(Debug, PartialEq, Eq)]
-struct OutsideState {
-    journal: Vec<Option<(std::time::SystemTime, u64)>>,
-    files: Vec<bool>,
-}
-
-impl OutsideState {
-    fn read(journal: &Path, files: &[PathBuf]) -> Self {
-        let wal = journal.with_extension("sqlite3-wal");
-        let journal = [journal, wal.as_path()]
-            .into_iter()
-            .map(|path| {
-                std::fs::metadata(path).ok().and_then(|meta| Some((meta.modified().ok()?, meta.len())))
-            })
-            .collect();
-        Self { journal, files: files.iter().map(|file| file.is_file()).collect() }
     }
 }
 
