@@ -156,23 +156,28 @@ pub enum Toggled {
 /// plugged in (else the default), named with the date and time.
 pub async fn start(engine: &Arc<AppEngine>) -> Result<(), CommandError> {
     let reading = engine.clone();
-    let choice = tauri::async_runtime::spawn_blocking(move || {
-        let mut choice = reading.opptak().recording_choice().unwrap_or_else(|err| {
+    let choice = tauri::async_runtime::spawn_blocking(move || reading.opptak().recording_choice())
+        .await
+        .map_err(|err| {
+            CommandError::new("internal", format!("Starting stopped unexpectedly ({err}). Try again."))
+        })?
+        .unwrap_or_else(|err| {
             tracing::warn!(error = %err, "the saved choice could not be read; recording the microphone");
             RecordingChoice::default()
         });
-        let plugged_in = AppEngine::microphones().unwrap_or_default();
-        choice.microphone =
-            choice.microphone.filter(|name| plugged_in.iter().any(|found| found.name == *name));
-        choice
-    })
-    .await
-    .map_err(|err| {
-        CommandError::new("internal", format!("Starting stopped unexpectedly ({err}). Try again."))
-    })?;
     // Nobody listens to the feed here: the window follows the activity and
     // the Library, which the engine keeps without it.
-    engine.start_source(&choice.source, choice.size, choice.microphone, None).await?;
+    let started = engine.start_source(&choice.source, choice.size, choice.microphone.clone(), None).await;
+    match started {
+        // An unplugged microphone fails before anything is written.
+        Err(opptak_core::Error::Capture(opptak_core::app_engine::CaptureError::UnknownDevice { name })) => {
+            tracing::info!(microphone = %name, "the saved microphone is not plugged in; recording the default");
+            engine.start_source(&choice.source, choice.size, None, None).await?;
+        }
+        started => {
+            started?;
+        }
+    }
     Ok(())
 }
 
@@ -366,7 +371,11 @@ mod tests {
         let mut activity = desktop.activity.subscribe();
         assert_eq!(*activity.borrow(), Activity::Idle);
 
-        // The shortcut starts a recording of the default microphone.
+        // The shortcut starts a recording of the default microphone when
+        // the one the window chose last is unplugged.
+        let unplugged =
+            RecordingChoice { microphone: Some("Headset that was unplugged".into()), ..Default::default() };
+        engine.opptak().set_recording_choice(&unplugged).unwrap();
         crate::shortcut::on_shortcut(
             app.handle(),
             &crate::shortcut::parse(crate::shortcut::DEFAULT_SHORTCUT).unwrap(),
