@@ -170,7 +170,7 @@ mod tests {
         let engine = opptak_core::Opptak::open(&data_dir)
             .map(|opptak| Arc::new(opptak_core::AppEngine::with_destination(opptak, None, "nowhere".into())))
             .map_err(CommandError::from);
-        let state = crate::AppState { data_dir, log_file: temp.path().join("logs/opptak.log"), engine };
+        let state = crate::AppState::new(data_dir, temp.path().join("logs/opptak.log"), engine);
         let app =
             crate::create_app(mock_builder(), state).build(mock_context(noop_assets())).expect("mock app");
         let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();

@@ -1,14 +1,17 @@
 //! The commands the UI can call. Each is thin: it asks `opptak-core` and maps
 //! engine errors to [`CommandError`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use opptak_core::AppEngine;
 use opptak_core::app_engine::{RecordingChoice, RecordingSource, VideoSize, VideoSources};
+use opptak_core::data_move::{FolderChoice, MoveOutcome};
 use opptak_core::doctor::DoctorReport;
+use opptak_core::{AppEngine, Origin};
 use serde::Serialize;
-use tauri::State;
 use tauri::ipc::Channel;
+use tauri::{AppHandle, Runtime, State};
 
 use crate::events::{self, RecordEvent};
 use crate::{AppState, CommandError};
@@ -21,6 +24,11 @@ pub struct AppInfo {
     pub version: String,
     /// Where recordings, the journal and logs live.
     pub data_dir: String,
+    /// Who chose the data folder: Settings may move it only when the
+    /// teacher or the default did.
+    pub data_dir_origin: Origin,
+    /// How the move asked for before this start ended, if one was.
+    pub last_move: Option<MoveOutcome>,
     /// The log file written now.
     pub log_file: String,
     /// Where recordings go, in words.
@@ -34,9 +42,45 @@ pub fn app_info(state: State<'_, AppState>) -> Result<AppInfo, CommandError> {
     Ok(AppInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         data_dir: state.data_dir.path().display().to_string(),
+        data_dir_origin: state.data_dir.origin(),
+        last_move: state.last_move.clone(),
         log_file: state.log_file.display().to_string(),
         destination: state.destination(),
     })
+}
+
+/// How long the answer has to reach the window before the app restarts.
+const ANSWER_BEFORE_RESTART: Duration = Duration::from_millis(300);
+
+/// Asks to move the data folder to `folder`, then restarts the app, which
+/// moves it before it opens anything there (see `opptak_core::data_move`).
+/// Refused while recording, and with the engine's reason when the folder
+/// cannot be used; nothing is moved then.
+#[tauri::command]
+#[specta::specta]
+pub async fn move_data_folder<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    folder: String,
+) -> Result<(), CommandError> {
+    if let Ok(engine) = &state.engine
+        && engine.is_recording().await
+    {
+        return Err(CommandError::new(
+            "still_recording",
+            "A lesson is being recorded. Stop the recording, then move the data folder.",
+        ));
+    }
+    let (data_dir, to) = (state.data_dir.clone(), PathBuf::from(folder.trim()));
+    tauri::async_runtime::spawn_blocking(move || FolderChoice::of_this_user()?.ask_to_move(&data_dir, &to))
+        .await
+        .map_err(|err| stopped_unexpectedly("Moving the data folder", err))??;
+    tauri::async_runtime::spawn(async move {
+        tokio::time::sleep(ANSWER_BEFORE_RESTART).await;
+        tracing::info!("restarting to move the data folder");
+        app.restart();
+    });
+    Ok(())
 }
 
 /// Runs the doctor's checks on this computer.
@@ -124,13 +168,10 @@ pub struct MicrophoneTestResult {
     pub microphone: String,
     /// Whether any sound came in (else it is muted, off or unplugged).
     pub heard: bool,
-    /// The few seconds heard, to play back (a scratch file, not a recording).
-    pub file: String,
+    /// Where the window plays the few seconds heard from (a scratch file,
+    /// not a recording).
+    pub play_url: String,
 }
-
-/// Where "Test microphone" keeps what it heard, inside the data folder
-/// (the window may play files there) and outside the journal.
-pub const MICROPHONE_TEST_DIR: &str = "microphone-test";
 
 /// Listens to `device` (`null`: the system default) for a few seconds
 /// without recording, sending its level on `on_level`.
@@ -142,7 +183,7 @@ pub async fn test_microphone(
     on_level: Channel<MicrophoneLevel>,
 ) -> Result<MicrophoneTestResult, CommandError> {
     let engine = state.engine()?;
-    let file = engine.opptak().data_dir().path().join(MICROPHONE_TEST_DIR).join("test.wav");
+    let file = opptak_core::playback::microphone_test_file(engine.opptak().data_dir().path());
     let device = device.filter(|device| !device.is_empty());
     let heard = engine
         .test_microphone(device, &file, |event| {
@@ -152,11 +193,8 @@ pub async fn test_microphone(
             }
         })
         .await?;
-    Ok(MicrophoneTestResult {
-        microphone: heard.microphone,
-        heard: heard.heard,
-        file: heard.file.display().to_string(),
-    })
+    let play_url = engine.playback().await?.microphone_test_url();
+    Ok(MicrophoneTestResult { microphone: heard.microphone, heard: heard.heard, play_url })
 }
 
 /// What the Record screen shows once recording has started.
@@ -304,6 +342,8 @@ mod engine_words_tests {
         let mut errors = vec![
             Engine::NoHomeDirectory,
             Engine::DataDirUnusable { path: PathBuf::from("/data"), source: io_error() },
+            Engine::DataDirFixed { path: PathBuf::from("/data"), by: "how Opptak was started".into() },
+            Engine::MoveRefused { to: PathBuf::from("/media/usb"), reason: "it already holds files".into() },
             Engine::Journal("disk I/O error".into()),
             Engine::File { path: PathBuf::from("/home/t/gone.wav"), reason: "no such file".into() },
             Engine::UnknownKind { path: PathBuf::from("/home/t/lesson.xyz") },

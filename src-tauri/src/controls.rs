@@ -358,11 +358,8 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let engine =
             Arc::new(tauri::async_runtime::block_on(AppEngine::open(&DataDir::at(temp.path()))).unwrap());
-        let state = AppState {
-            data_dir: DataDir::at(temp.path()),
-            log_file: temp.path().join("logs/opptak.log"),
-            engine: Ok(engine.clone()),
-        };
+        let state =
+            AppState::new(DataDir::at(temp.path()), temp.path().join("logs/opptak.log"), Ok(engine.clone()));
         let app = crate::create_app(tauri::test::mock_builder(), state)
             .build(tauri::test::mock_context(tauri::test::noop_assets()))
             .expect("mock app builds");

@@ -27,6 +27,8 @@ impl From<opptak_core::Error> for CommandError {
         let code = match &err {
             Engine::NoHomeDirectory => "no_home_directory",
             Engine::DataDirUnusable { .. } => "data_dir_unusable",
+            Engine::DataDirFixed { .. } => "data_dir_fixed",
+            Engine::MoveRefused { .. } => "move_refused",
             Engine::Logging { .. } => "logging",
             Engine::AlreadyRecording => "already_recording",
             Engine::NotRecording => "not_recording",

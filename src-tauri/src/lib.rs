@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
+use opptak_core::data_move::{FolderChoice, InUse, MoveOutcome};
 use opptak_core::logging::{self, LogFormat};
 use opptak_core::{AppEngine, DataDir};
 use tauri::Runtime;
@@ -44,12 +45,24 @@ pub struct AppState {
     /// The engine: the journal, the server inside the app and the one
     /// recording; or, when the journal cannot open, what to tell the teacher.
     pub engine: Result<Arc<AppEngine>, CommandError>,
+    /// How the data folder move asked for before this start ended, if one was.
+    pub last_move: Option<MoveOutcome>,
+    /// Keeps a move of the data folder waiting until this app has ended.
+    pub in_use: Option<Arc<InUse>>,
+}
+
+impl AppState {
+    /// The state of an app on `data_dir` with no move behind it.
+    pub fn new(data_dir: DataDir, log_file: PathBuf, engine: Result<Arc<AppEngine>, CommandError>) -> Self {
+        Self { data_dir, log_file, engine, last_move: None, in_use: None }
+    }
 }
 
 /// The commands and their TypeScript bindings, from one list.
 pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
     tauri_specta::Builder::<R>::new().commands(tauri_specta::collect_commands![
         commands::app_info,
+        commands::move_data_folder::<tauri::Wry>,
         commands::doctor,
         commands::list_microphones,
         commands::list_video_sources,
@@ -67,6 +80,7 @@ pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
         library::upload_file,
         library::recording_link,
         library::reveal_recording,
+        library::play_recording,
         settings::get_settings,
         settings::list_destinations,
         settings::add_destination,
@@ -123,8 +137,28 @@ fn open_engine(data_dir: &DataDir) -> Result<Arc<AppEngine>, CommandError> {
     }
 }
 
+/// How long a start waits for the app that asked to move the data folder
+/// (and restarted into this one) to end.
+const MOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Carries out a data folder move asked for in Settings, once the app that
+/// asked it (restarting into this one) has let go of its single-instance
+/// name and the folder.
+fn move_data_folder_if_asked(identifier: &str) -> Option<MoveOutcome> {
+    let choice = FolderChoice::of_this_user().ok()?;
+    choice.pending_move()?;
+    let deadline = std::time::Instant::now() + MOVE_WAIT;
+    while instance::another_is_running(identifier) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    choice.finish_pending_move(MOVE_WAIT)
+}
+
 /// Starts the desktop app and returns when its last window closes.
 pub fn run() -> ExitCode {
+    let context = tauri::generate_context!();
+    // Before anything opens a file in the data folder.
+    let last_move = move_data_folder_if_asked(&context.config().identifier);
     let data_dir = match DataDir::resolve(None) {
         Ok(dir) => dir,
         Err(err) => {
@@ -143,7 +177,15 @@ pub fn run() -> ExitCode {
         }
     };
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.path().display(), "Opptak desktop starting");
-    let context = tauri::generate_context!();
+    match &last_move {
+        Some(MoveOutcome::Moved { from, .. }) => {
+            tracing::info!(from = %from.display(), "the data folder was moved here");
+        }
+        Some(MoveOutcome::Failed { to, reason, .. }) => {
+            tracing::error!(to = %to.display(), reason, "the data folder was not moved");
+        }
+        None => {}
+    }
     // A second launch only hands its arguments to the first and exits (in
     // the single-instance plugin): it must not open the engine on its way.
     let engine = if instance::another_is_running(&context.config().identifier) {
@@ -154,9 +196,8 @@ pub fn run() -> ExitCode {
     } else {
         open_engine(&data_dir)
     };
-    let state = AppState { data_dir, log_file, engine };
-    let recordings = state.data_dir.path().join(opptak_core::recording::RECORDINGS_DIR);
-    let microphone_test = state.data_dir.path().join(commands::MICROPHONE_TEST_DIR);
+    let in_use = InUse::hold(&data_dir).map(Arc::new);
+    let state = AppState { last_move, in_use, ..AppState::new(data_dir, log_file, engine) };
     library::use_the_file_manager();
     let launch_args: Vec<String> = std::env::args().skip(1).collect();
     let builder = tauri::Builder::default()
@@ -168,16 +209,8 @@ pub fn run() -> ExitCode {
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_global_shortcut::Builder::new().with_handler(shortcut::on_shortcut).build())
         .on_window_event(closing::on_window_event)
-        // The Library plays recordings through the asset protocol, which
-        // may read the data folder's recordings and nothing else.
         .setup(move |app| {
             use tauri::Manager;
-            if let Err(err) = app.asset_protocol_scope().allow_directory(&recordings, true) {
-                tracing::error!(error = %err, "recordings cannot be played in the app");
-            }
-            if let Err(err) = app.asset_protocol_scope().allow_directory(&microphone_test, false) {
-                tracing::error!(error = %err, "the microphone test cannot be played back");
-            }
             controls::setup(app.handle(), &launch_args);
             if let Ok(engine) = app.state::<AppState>().engine() {
                 #[cfg(target_os = "linux")]
@@ -227,6 +260,16 @@ mod tests {
         let info = invoke("app_info", temp.path()).unwrap();
         assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(info["dataDir"], temp.path().display().to_string());
+    }
+
+    #[test]
+    fn a_data_folder_given_at_start_is_not_moved_from_settings() {
+        let temp = tempfile::tempdir().unwrap();
+        let to = temp.path().join("elsewhere");
+        let err = invoke_with("move_data_folder", temp.path(), serde_json::json!({ "folder": to }))
+            .expect_err("the folder was given at start");
+        assert_eq!(err["code"], "data_dir_fixed", "{err}");
+        assert!(!to.exists(), "nothing was made or moved");
     }
 
     fn code_of(outcome: Result<serde_json::Value, serde_json::Value>) -> String {

@@ -113,10 +113,9 @@ pub fn use_the_file_manager() {
         FILE_MANAGER.set(|path| tauri_plugin_opener::reveal_item_in_dir(path).map_err(|err| err.to_string()));
 }
 
-/// Opens the folder that holds the recording's file, with the file selected.
-#[tauri::command]
-#[specta::specta]
-pub async fn reveal_recording(state: State<'_, AppState>, id: i64) -> Result<(), CommandError> {
+/// Recording `id`'s Library entry; refused, saying `so`, when its file is
+/// not on this computer any more.
+async fn local_entry(state: &AppState, id: i64, so: &str) -> Result<opptak_core::LibraryEntry, CommandError> {
     let entries = state.engine()?.library().refresh().await.map_err(library_error)?;
     let entry = entries
         .into_iter()
@@ -125,12 +124,26 @@ pub async fn reveal_recording(state: State<'_, AppState>, id: i64) -> Result<(),
     if !entry.has_local_file {
         return Err(CommandError::new(
             "no_local_file",
-            format!(
-                "The file of \"{}\" is not on this computer any more, so there is no folder to open.",
-                entry.name
-            ),
+            format!("The file of \"{}\" is not on this computer any more, so {so}.", entry.name),
         ));
     }
+    Ok(entry)
+}
+
+/// Where the window plays recording `id` from: a loopback address that
+/// streams the file in the pieces the player asks for.
+#[tauri::command]
+#[specta::specta]
+pub async fn play_recording(state: State<'_, AppState>, id: i64) -> Result<String, CommandError> {
+    local_entry(&state, id, "it cannot be played here").await?;
+    Ok(state.engine()?.playback().await?.recording_url(id))
+}
+
+/// Opens the folder that holds the recording's file, with the file selected.
+#[tauri::command]
+#[specta::specta]
+pub async fn reveal_recording(state: State<'_, AppState>, id: i64) -> Result<(), CommandError> {
+    let entry = local_entry(&state, id, "there is no folder to open").await?;
     let path = std::path::PathBuf::from(&entry.path);
     let Some(show) = FILE_MANAGER.get() else { return Ok(()) };
     show(&path).map_err(|err| {
@@ -258,6 +271,10 @@ mod tests {
         window.call("rename_recording", json!({"id": id, "name": "Chemistry 10A"})).unwrap();
         assert_eq!(window.entry(id).unwrap()["name"], "Chemistry 10A");
         window.call("reveal_recording", json!({"id": id})).unwrap();
+        let play_url = window.call("play_recording", json!({"id": id})).unwrap();
+        let play_url = play_url.as_str().unwrap();
+        assert!(play_url.starts_with("http://127.0.0.1:"), "{play_url}");
+        assert_eq!(window.call("play_recording", json!({"id": id})).unwrap(), play_url, "one server");
         let deadline = Instant::now() + Duration::from_secs(5);
         while !seen.lock().unwrap().iter().any(|list| list[0]["name"] == "Chemistry 10A") {
             assert!(Instant::now() < deadline, "the rename reached the stream");
@@ -277,6 +294,7 @@ mod tests {
         let again = listed.iter().find(|entry| entry.id == id).expect("still listed");
         assert_eq!(again.length_seconds, Some(1.0), "the journal keeps the length");
         assert_eq!(window.code("reveal_recording", json!({"id": id})), "no_local_file");
+        assert_eq!(window.code("play_recording", json!({"id": id})), "no_local_file");
         assert_eq!(window.code("retry_recording", json!({"id": id})), "not_retryable");
     }
 
@@ -374,6 +392,7 @@ mod tests {
             ("retry_recording", json!({"id": 41})),
             ("recording_link", json!({"id": 41})),
             ("reveal_recording", json!({"id": 41})),
+            ("play_recording", json!({"id": 41})),
         ] {
             assert_eq!(window.code(cmd, args), "unknown_recording", "{cmd}");
         }

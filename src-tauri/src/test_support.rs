@@ -18,8 +18,7 @@ pub(crate) fn mock_window(
     data_dir: &Path,
     engine: Result<Arc<AppEngine>, CommandError>,
 ) -> (tauri::App<MockRuntime>, tauri::WebviewWindow<MockRuntime>) {
-    let state =
-        AppState { data_dir: DataDir::at(data_dir), log_file: data_dir.join("logs/opptak.log"), engine };
+    let state = AppState::new(DataDir::at(data_dir), data_dir.join("logs/opptak.log"), engine);
     let app =
         crate::create_app(mock_builder(), state).build(mock_context(noop_assets())).expect("mock app builds");
     let webview =

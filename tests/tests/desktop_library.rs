@@ -126,8 +126,7 @@ async fn the_library_shows_a_recording_safe_and_deletes_a_safe_copy_at_once_but_
         settle(&client).await;
         std::fs::write(screenshots_dir().join("library.png"), client.screenshot().await?)?;
 
-        // Play: the app reads the file through the asset protocol, whose
-        // scope is the data folder's recordings, and plays it in the window.
+        // Play: the player streams the file from the app's loopback address.
         client.find(Locator::Css(&testid(&format!("play-{kept}")))).await?.click().await?;
         let player = format!("document.querySelector('[data-testid=\"player-{kept}\"]')");
         poll("the player loads the recording", WAIT, || async {
@@ -138,6 +137,8 @@ async fn the_library_shows_a_recording_safe_and_deletes_a_safe_copy_at_once_but_
             Ok(loaded[0].as_u64().unwrap_or(0) >= 1)
         })
         .await?;
+        let source = client.execute(&format!("return {player}.currentSrc"), vec![]).await?;
+        assert!(source.as_str().is_some_and(|src| src.starts_with("http://127.0.0.1:")), "{source}");
         let duration = client.execute(&format!("return {player}.duration"), vec![]).await?;
         let duration = duration.as_f64().unwrap_or(0.0);
         assert!((duration - 2.0).abs() < 0.1, "the player knows the 2 s recording: {duration}");

@@ -18,6 +18,20 @@ async appInfo() : Promise<Result<AppInfo, CommandError>> {
 }
 },
 /**
+ * Asks to move the data folder to `folder`, then restarts the app, which
+ * moves it before it opens anything there (see `opptak_core::data_move`).
+ * Refused while recording, and with the engine's reason when the folder
+ * cannot be used; nothing is moved then.
+ */
+async moveDataFolder(folder: string) : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("move_data_folder", { folder }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * Runs the doctor's checks on this computer.
  */
 async doctor() : Promise<Result<DoctorReport, CommandError>> {
@@ -210,6 +224,18 @@ async recordingLink(id: number) : Promise<Result<string | null, CommandError>> {
 async revealRecording(id: number) : Promise<Result<null, CommandError>> {
     try {
     return { status: "ok", data: await TAURI_INVOKE("reveal_recording", { id }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Where the window plays recording `id` from: a loopback address that
+ * streams the file in the pieces the player asks for.
+ */
+async playRecording(id: number) : Promise<Result<string, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("play_recording", { id }) };
 } catch (e) {
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
@@ -449,6 +475,15 @@ version: string;
  * Where recordings, the journal and logs live.
  */
 dataDir: string; 
+/**
+ * Who chose the data folder: Settings may move it only when the
+ * teacher or the default did.
+ */
+dataDirOrigin: Origin; 
+/**
+ * How the move asked for before this start ended, if one was.
+ */
+lastMove: MoveOutcome | null; 
 /**
  * The log file written now.
  */
@@ -911,9 +946,43 @@ microphone: string;
  */
 heard: boolean; 
 /**
- * The few seconds heard, to play back (a scratch file, not a recording).
+ * Where the window plays the few seconds heard from (a scratch file,
+ * not a recording).
  */
-file: string }
+playUrl: string }
+/**
+ * How a move ended, for the app to tell the teacher.
+ */
+export type MoveOutcome = 
+/**
+ * The data folder is now `to`.
+ */
+{ outcome: "moved"; from: string; to: string } | 
+/**
+ * Nothing was moved: Opptak goes on with `from`.
+ */
+{ outcome: "failed"; from: string; to: string; reason: string }
+/**
+ * Who chose the data directory; only [`Origin::Chosen`] and
+ * [`Origin::Default`] may be moved from Settings.
+ */
+export type Origin = 
+/**
+ * A `--data-dir` flag, or a path the program was given.
+ */
+"flag" | 
+/**
+ * The [`DATA_DIR_ENV`] environment variable.
+ */
+"env" | 
+/**
+ * The teacher, in Settings.
+ */
+"chosen" | 
+/**
+ * The operating system's place for application data.
+ */
+"default"
 /**
  * One update for the Record screen.
  */

@@ -22,6 +22,8 @@ export const ERROR_SENTENCES: Readonly<Record<string, Sentence>> = {
   cannot_play: m.error_cannot_play,
   no_home_directory: m.error_no_home_directory,
   data_dir_unusable: m.error_data_dir_unusable,
+  data_dir_fixed: m.error_data_dir_fixed,
+  move_refused: m.error_move_refused,
   logging: m.error_logging,
   already_recording: m.error_already_recording,
   not_recording: m.error_not_recording,

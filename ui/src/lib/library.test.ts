@@ -16,7 +16,6 @@ import {
   librarySummary,
   libraryStatusWords,
   newestFirst,
-  playableUrl,
   progressValue,
   statusTone,
   uploadPercent,
@@ -193,30 +192,5 @@ describe("the list", () => {
       "2 recordings · 1 safe on server",
     );
     expect(librarySummary([entry(1, { state: "safe" })])).toBe("1 recording · 1 safe on server");
-  });
-});
-
-describe("playing a recording", () => {
-  it("reads the file and plays it from a blob URL", async () => {
-    const asked: string[] = [];
-    const url = await playableUrl(
-      "asset://localhost/%2Fdata%2Frecordings%2Fa.wav",
-      async (url) => {
-        asked.push(url);
-        return new Response(new Uint8Array([82, 73, 70, 70]), { status: 200 });
-      },
-      (blob) => `blob:${blob.size}`,
-    );
-    expect(asked).toEqual(["asset://localhost/%2Fdata%2Frecordings%2Fa.wav"]);
-    expect(url).toBe("blob:4");
-  });
-
-  it("says in words why a file cannot be played", async () => {
-    const answer = (status: number) => async () => new Response(null, { status });
-    await expect(playableUrl("x", answer(404))).rejects.toThrow("not on this computer any more");
-    await expect(playableUrl("x", answer(403))).rejects.toThrow("its own recordings folder");
-    await expect(playableUrl("x", async () => Promise.reject(new TypeError("Load failed")))).rejects.toThrow(
-      "could not open the recording's file",
-    );
   });
 });

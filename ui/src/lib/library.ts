@@ -153,30 +153,3 @@ export function librarySummary(entries: readonly LibraryEntry[]): string {
   const safe = entries.filter((entry) => entry.status.state === "safe").length;
   return m.library_summary({ count, safe });
 }
-
-/**
- * A URL the <audio> element can play for the recording at `assetUrl` (its
- * asset-protocol URL, from `convertFileSrc`). WebKitGTK's media player
- * cannot read Tauri's `asset:` scheme itself (it fails with "source not
- * supported" while `fetch` reads the same URL), so the file is read with
- * `fetch` and played from a blob URL; revoke it when playing stops.
- */
-export async function playableUrl(
-  assetUrl: string,
-  read: (url: string) => Promise<Response> = (url) => fetch(url),
-  toUrl: (blob: Blob) => string = (blob) => URL.createObjectURL(blob),
-): Promise<string> {
-  let response: Response;
-  try {
-    response = await read(assetUrl);
-  } catch {
-    throw new Error(m.library_play_unreadable());
-  }
-  if (response.status === 404) {
-    throw new Error(m.library_play_missing());
-  }
-  if (!response.ok) {
-    throw new Error(m.library_play_elsewhere());
-  }
-  return toUrl(await response.blob());
-}

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { ConnectionCheck, ConnectionOutcome, DestinationInfo } from "../bindings";
 import {
   MAX_NAME_CHARS,
+  canMoveDataFolder,
   canRemove,
   checkNewDestination,
   credentialStoreLabel,
@@ -142,5 +143,14 @@ describe("the server inside the app, in the window's language", () => {
     expect(destinationName({ ...thisComputer, name: "This computer" })).toBe("Denne datamaskina");
     setLocale("en", { reload: false });
     expect(destinationWords("This computer (http://127.0.0.1:4040)")).toBe("This computer (http://127.0.0.1:4040)");
+  });
+});
+
+describe("canMoveDataFolder", () => {
+  it("moves a folder the teacher or the default chose, not one set at start", () => {
+    expect(canMoveDataFolder("default")).toBe(true);
+    expect(canMoveDataFolder("chosen")).toBe(true);
+    expect(canMoveDataFolder("env")).toBe(false);
+    expect(canMoveDataFolder("flag")).toBe(false);
   });
 });

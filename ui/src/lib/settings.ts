@@ -2,6 +2,7 @@
 // sent, and saying what a connection test found in a teacher's words.
 
 import type {
+  Origin,
   ConnectionCheck,
   ConnectionOutcome,
   CredentialStore,
@@ -99,4 +100,12 @@ export function withDefault(destinations: readonly DestinationInfo[], id: string
 /** Whether a destination may be removed (This computer always stays). */
 export function canRemove(destination: DestinationInfo): boolean {
   return destination.kind === "schoolServer";
+}
+
+/**
+ * Whether Settings may move the data folder: only one the teacher chose or
+ * the default; one set by OPPTAK_DATA_DIR or a start option stays where it is.
+ */
+export function canMoveDataFolder(origin: Origin): boolean {
+  return origin === "chosen" || origin === "default";
 }

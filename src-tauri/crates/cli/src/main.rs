@@ -10,16 +10,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use opptak_core::DataDir;
 use opptak_core::doctor::{CheckStatus, DoctorReport};
 use opptak_core::logging::{self, LogFormat};
-use opptak_core::{DATA_DIR_ENV, DataDir};
 
 /// Opptak records lessons and keeps them safe until the school's server has them.
 #[derive(Debug, Parser)]
 #[command(name = "opptak", version, about, propagate_version = true)]
 struct Cli {
-    /// Where recordings, the upload journal and logs live [default: per OS].
-    #[arg(long, global = true, env = DATA_DIR_ENV, value_name = "DIR")]
+    /// Where recordings, the upload journal and logs live [env: OPPTAK_DATA_DIR]
+    /// [default: the folder chosen in the app's Settings, else per OS].
+    #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
     /// How log lines on stderr and in the log file are written.

@@ -357,6 +357,8 @@ pub struct AppEngine {
     upload_after_stop: std::sync::Mutex<Option<Arc<Destination>>>,
     /// Held while "Test microphone" listens.
     microphone_test: Mutex<()>,
+    /// Plays recordings in the window; started when first asked for.
+    playback: tokio::sync::OnceCell<crate::playback::Playback>,
 }
 
 impl std::fmt::Debug for AppEngine {
@@ -409,6 +411,7 @@ impl AppEngine {
             upload_while_recording: std::sync::atomic::AtomicBool::new(true),
             upload_after_stop: std::sync::Mutex::new(None),
             microphone_test: Mutex::new(()),
+            playback: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -555,6 +558,11 @@ impl AppEngine {
         *current = Some(Current { session, status, earlier_files: Vec::new() });
         self.library.changed();
         Ok(feed)
+    }
+
+    /// The server the window plays recordings from, started on first use.
+    pub async fn playback(&self) -> Result<&crate::playback::Playback> {
+        self.playback.get_or_try_init(|| crate::playback::Playback::start(self.opptak.clone())).await
     }
 
     /// Bytes free on the disk that holds the data folder: what recordings

@@ -4,42 +4,74 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::data_move::FolderChoice;
 use crate::{Error, Result};
 
 /// Environment variable that overrides the per-OS default data directory.
 pub const DATA_DIR_ENV: &str = "OPPTAK_DATA_DIR";
 
-/// Opptak's data directory: an explicit choice, `OPPTAK_DATA_DIR`, or the
-/// per-OS default (`~/.local/share/opptak` on Linux, `~/Library/Application
+/// Opptak's data directory: an explicit choice, `OPPTAK_DATA_DIR`, the
+/// folder chosen in Settings (see [`FolderChoice`]), or the per-OS default
+/// (`~/.local/share/opptak` on Linux, `~/Library/Application
 /// Support/no.Opptak.Opptak` on macOS, `%APPDATA%\Opptak\Opptak\data` on Windows).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDir {
     root: PathBuf,
+    origin: Origin,
+}
+
+/// Who chose the data directory; only [`Origin::Chosen`] and
+/// [`Origin::Default`] may be moved from Settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub enum Origin {
+    /// A `--data-dir` flag, or a path the program was given.
+    Flag,
+    /// The [`DATA_DIR_ENV`] environment variable.
+    Env,
+    /// The teacher, in Settings.
+    Chosen,
+    /// The operating system's place for application data.
+    Default,
 }
 
 impl DataDir {
     /// Picks the data directory: `explicit` (a `--data-dir` flag) wins, then
-    /// [`DATA_DIR_ENV`], then the OS default. Nothing is created yet.
+    /// [`DATA_DIR_ENV`], then the folder chosen in Settings, then the OS
+    /// default. Nothing is created yet.
     pub fn resolve(explicit: Option<PathBuf>) -> Result<Self> {
-        let from_env = std::env::var_os(DATA_DIR_ENV).filter(|value| !value.is_empty()).map(PathBuf::from);
-        let root = match explicit.or(from_env) {
-            Some(root) => root,
-            None => directories::ProjectDirs::from("no", "Opptak", "Opptak")
-                .ok_or(Error::NoHomeDirectory)?
-                .data_dir()
-                .to_path_buf(),
-        };
-        Ok(Self { root })
+        if let Some(root) = explicit {
+            return Ok(Self { root, origin: Origin::Flag });
+        }
+        if let Some(root) = std::env::var_os(DATA_DIR_ENV).filter(|value| !value.is_empty()) {
+            return Ok(Self { root: root.into(), origin: Origin::Env });
+        }
+        if let Some(root) = FolderChoice::of_this_user()?.chosen() {
+            return Ok(Self { root, origin: Origin::Chosen });
+        }
+        Ok(Self { root: default_root()?, origin: Origin::Default })
+    }
+
+    /// `root`, chosen by `origin`.
+    #[cfg(test)]
+    pub(crate) fn new(root: PathBuf, origin: Origin) -> Self {
+        Self { root, origin }
     }
 
     /// Uses `root` as the data directory, as-is.
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), origin: Origin::Flag }
     }
 
     /// The directory itself.
     pub fn path(&self) -> &Path {
         &self.root
+    }
+
+    /// Who chose it.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// Where log files rotate.
@@ -61,6 +93,15 @@ impl DataDir {
         written.map_err(unusable)?;
         removed.map_err(unusable)
     }
+}
+
+/// The operating system's place for Opptak's data.
+pub(crate) fn default_root() -> Result<PathBuf> {
+    Ok(project_dirs()?.data_dir().to_path_buf())
+}
+
+pub(crate) fn project_dirs() -> Result<directories::ProjectDirs> {
+    directories::ProjectDirs::from("no", "Opptak", "Opptak").ok_or(Error::NoHomeDirectory)
 }
 
 #[cfg(test)]

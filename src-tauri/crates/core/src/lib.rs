@@ -18,18 +18,20 @@
 
 pub mod app_engine;
 mod data_dir;
+pub mod data_move;
 pub mod destinations;
 pub mod diagnostics;
 pub mod doctor;
 pub mod library;
 pub mod logging;
+pub mod playback;
 pub mod recording;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod uploads;
 
 pub use app_engine::{AppEngine, RecordingFeed, RecordingStatus};
-pub use data_dir::{DATA_DIR_ENV, DataDir};
+pub use data_dir::{DATA_DIR_ENV, DataDir, Origin};
 pub use destinations::{
     ConnectionCheck, ConnectionOutcome, CredentialStore, DestinationInfo, SettingsView, TokenStore,
     check_connection,
@@ -62,6 +64,25 @@ pub enum Error {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// The data folder was set by a flag or [`DATA_DIR_ENV`], so Settings
+    /// cannot move it.
+    #[error(
+        "The data folder {path} is set by {by}, so it cannot be moved from Settings. Ask whoever set it up to change it there."
+    )]
+    DataDirFixed {
+        /// The data folder.
+        path: std::path::PathBuf,
+        /// What set it.
+        by: String,
+    },
+    /// The data folder cannot move where asked; nothing was moved.
+    #[error("The data folder cannot move to {to}: {reason}. Nothing was moved.")]
+    MoveRefused {
+        /// Where it was to go.
+        to: std::path::PathBuf,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// The journal failed.
     #[error(
         "The upload journal failed: {0}. Check that the data folder is writable and the disk is not full."
@@ -88,6 +109,11 @@ pub enum Error {
         "Opptak's own server on this computer could not start: {0}. Close Opptak and open it again; if this happens again, look at the computer check for what is wrong."
     )]
     Embedded(String),
+    /// The server that plays recordings in the window could not start.
+    #[error(
+        "Recordings cannot be played in the app right now ({0}). Open the recording's folder to play it in another program."
+    )]
+    Playback(String),
     /// The microphone or the recording file failed.
     #[error(transparent)]
     Capture(#[from] opptak_capture::Error),

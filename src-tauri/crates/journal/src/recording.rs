@@ -691,6 +691,25 @@ impl Journal {
         })
     }
 
+    /// Points every recording whose file lies under `from` at the same place
+    /// under `to`, in one transaction, after the data folder moved there.
+    /// Files elsewhere (uploaded from another folder) keep their path.
+    /// Returns how many were moved.
+    pub fn move_recordings(&self, from: &Path, to: &Path) -> Result<usize> {
+        self.write(|tx| {
+            let mut moved = 0;
+            for recording in query(tx, &format!("SELECT {RECORDING_COLUMNS} FROM recordings"), [])? {
+                let Ok(inside) = recording.path.strip_prefix(from) else { continue };
+                let moved_path = to.join(inside);
+                let path = path_text(&moved_path)?;
+                tx.execute("UPDATE recordings SET path = ?2 WHERE id = ?1", params![recording.id, path])?;
+                moved += 1;
+            }
+            tracing::info!(moved, from = %from.display(), to = %to.display(), "recordings moved with the data folder");
+            Ok(moved)
+        })
+    }
+
     /// Chooses (or clears) where a recording will be uploaded.
     pub fn set_destination(&self, id: i64, destination_id: Option<i64>) -> Result<()> {
         self.write(|tx| {
@@ -772,6 +791,19 @@ mod tests {
     use crate::test_support::{growing, journal, new_session, part};
 
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn moving_the_data_folder_moves_only_the_recordings_inside_it() {
+        let (temp, journal) = journal();
+        let (old, new) = (temp.path().join("old"), temp.path().join("new"));
+        let inside = journal.add_recording(growing(old.join("recordings/a.wav"))).unwrap().id;
+        // A sibling whose name merely starts like the folder is not inside it.
+        let beside = journal.add_recording(growing(temp.path().join("old-b.wav"))).unwrap().id;
+        assert_eq!(journal.move_recordings(&old, &new).unwrap(), 1);
+        assert_eq!(journal.recording(inside).unwrap().unwrap().path, new.join("recordings/a.wav"));
+        assert_eq!(journal.recording(beside).unwrap().unwrap().path, temp.path().join("old-b.wav"));
+        assert_eq!(journal.move_recordings(&old, &new).unwrap(), 0, "a second run finds nothing to move");
+    }
 
     #[test]
     fn a_recording_keeps_its_length_for_when_its_file_is_gone() {
