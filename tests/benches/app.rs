@@ -74,7 +74,15 @@ impl Window {
         let script = "const paints = performance.getEntriesByType('paint');
                       const first = paints.find((entry) => entry.name === 'first-contentful-paint') || paints[0];
                       return first ? performance.timeOrigin + first.startTime : null;";
-        let painted_ms = self.client.execute(script, vec![]).await.unwrap().as_f64().expect("a paint entry");
+        // The entry is recorded a moment after the paint itself.
+        let deadline = Instant::now() + WAIT;
+        let painted_ms = loop {
+            if let Some(painted) = self.client.execute(script, vec![]).await.unwrap().as_f64() {
+                break painted;
+            }
+            assert!(Instant::now() < deadline, "no paint entry");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let painted = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(painted_ms / 1000.0);
         painted.duration_since(process_start(self.pid)).expect("painted after the process started")
     }
