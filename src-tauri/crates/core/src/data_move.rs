@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::data_dir::{DataDir, Origin, project_dirs};
-use crate::destinations::write_atomically;
+use crate::destinations::{sync_dir, write_atomically};
 use crate::{Error, Result};
 
 /// The file in the OS config folder that keeps the choice.
@@ -136,7 +136,7 @@ impl FolderChoice {
         if resolved_to.starts_with(&from) {
             return Err(refuse("it is inside the data folder. Choose a folder outside it".into()));
         }
-        if fs::read_dir(to).is_ok_and(|mut entries| entries.next().is_some()) {
+        if holds_files(to) {
             return Err(refuse(
                 "it already holds files. Choose an empty folder, or type the name of a new one".into(),
             ));
@@ -249,7 +249,7 @@ fn carry_out(from: &Path, to: &Path, wait: Duration) -> Result<bool, String> {
         return Err("another Opptak window or command was still using the data folder. Close it, then move the folder again".into());
     }
     let ours = to.join(COPYING_MARKER).exists();
-    if !ours && fs::read_dir(to).is_ok_and(|mut entries| entries.next().is_some()) {
+    if !ours && holds_files(to) {
         return Err(format!("{} holds files now. Choose an empty folder", to.display()));
     }
     if !ours && renamed(from, to) {
@@ -270,6 +270,11 @@ fn carry_out(from: &Path, to: &Path, wait: Duration) -> Result<bool, String> {
             Err(reason)
         }
     }
+}
+
+/// Whether `dir` is a folder with anything in it.
+fn holds_files(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
 }
 
 /// Renames `from` over the empty (or missing) `to`: false when they are on
@@ -323,12 +328,8 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         if kind.is_dir() {
             copy_tree(&source, &target)?;
         } else if kind.is_file() {
-            let length = fs::copy(&source, &target)?;
-            let copy = fs::OpenOptions::new().write(true).open(&target)?;
-            copy.sync_all()?;
-            if copy.metadata()?.len() != length {
-                return Err(io::Error::other(format!("{} was not copied whole", source.display())));
-            }
+            fs::copy(&source, &target)?;
+            fs::OpenOptions::new().write(true).open(&target)?.sync_all()?;
         }
     }
     sync_dir(to)
@@ -378,7 +379,7 @@ impl InUse {
     /// Takes a shared hold on `data_dir`; `None` when its lock file cannot
     /// be made (the folder is unusable, which the app reports elsewhere).
     pub fn hold(data_dir: &DataDir) -> Option<Self> {
-        let locks = data_dir.path().join(LOCK_FOLDERS[0]);
+        let locks = data_dir.path().join(opptak_journal::LOCKS_DIR);
         fs::create_dir_all(&locks).ok()?;
         let file = fs::OpenOptions::new()
             .create(true)
@@ -427,16 +428,6 @@ fn same_disk(a: &Path, b: &Path) -> bool {
 #[cfg(not(unix))]
 fn same_disk(_a: &Path, _b: &Path) -> bool {
     false
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 fn folder_size(dir: &Path) -> u64 {

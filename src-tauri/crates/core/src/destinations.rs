@@ -254,8 +254,16 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std:
         let _ = std::fs::remove_file(&temp);
         return Err(err);
     }
+    sync_dir(folder)
+}
+
+/// Makes a folder's entries (a file created, renamed or removed in it)
+/// durable. Windows has no such call: its renames are durable by themselves.
+pub(crate) fn sync_dir(folder: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::fs::File::open(folder)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = folder;
     Ok(())
 }
 
