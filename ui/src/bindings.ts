@@ -988,7 +988,7 @@ export type Origin =
  */
 export type RecordEvent = 
 /**
- * The microphone's level over the last 50 ms (20 a second).
+ * The microphone's level over the last 100 ms (10 a second).
  */
 { event: "level"; peakDbfs: number; rmsDbfs: number } | 
 /**
