@@ -71,8 +71,8 @@ impl RecordEvent {
 }
 
 /// The engine measures the level 20 times a second; the meter is drawn 10
-/// times a second, which is smooth to the eye and halves the web view's work
-/// while recording (measured by the app benchmark).
+/// times a second (the floor the design asks for), so the web view repaints
+/// it half as often while recording.
 const LEVELS_PER_METER_UPDATE: u32 = 2;
 
 /// Merges the engine's levels into the meter's: the loudest peak, and the
