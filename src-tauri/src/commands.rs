@@ -560,6 +560,9 @@ mod record_screen_tests {
             assert!(recording.path.extension().is_some_and(|ext| ext == "mp4"), "{recording:?}");
             if recording.state == opptak_journal::RecordingState::Ready {
                 assert_eq!(recording.sha256, recording.server_sha256);
+                let listed = call(&webview, "list_recordings", json!({})).unwrap();
+                let length = listed[0]["lengthSeconds"].as_f64();
+                assert!(length.is_some_and(|seconds| seconds > 0.0), "the video's length: {listed}");
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "not safe on the server: {recording:?}");

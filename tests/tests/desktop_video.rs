@@ -59,6 +59,9 @@ async fn a_screen_recording_made_in_the_window_is_safe_on_the_server_and_plays_i
             .await?;
         let id = entry.attr("data-testid").await?.unwrap_or_default();
         let id = id.strip_prefix("recording-").unwrap_or_default().to_owned();
+        // The row says how long the video is, read from its boxes.
+        let length = client.find(Locator::Css(&testid(&format!("length-{id}")))).await?.text().await?;
+        anyhow::ensure!(["0:07", "0:08", "0:09"].contains(&length.as_str()), "the row gives the length as {length:?}");
         client.find(Locator::Css(&testid(&format!("play-{id}")))).await?.click().await?;
         let player = format!("video[data-testid=\"player-{id}\"]");
         client.wait().at_most(WAIT).for_element(Locator::Css(&player)).await?;

@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use opptak_api::ContentType;
 use opptak_journal::{LocalRecording, Problem, RecordingState};
 use serde::Serialize;
 use tokio::sync::{Mutex, Notify, watch};
@@ -95,7 +96,8 @@ pub struct LibraryEntry {
     pub name: String,
     /// When it was made, in seconds since the Unix epoch.
     pub created_at: i64,
-    /// Its length, when the file says (WAV).
+    /// Its length, when the file says: a WAV's as it grows, a video's once
+    /// it is finished.
     pub length_seconds: Option<f64>,
     /// The file's size.
     pub size_bytes: u64,
@@ -299,13 +301,13 @@ impl Library {
         if !safe && let Some(running) = lock(&self.shared.running).remove(&id) {
             running.abort.abort();
         }
-        let path = recording.path.clone();
+        let name = recording.name.clone();
         let known_length = lock(&self.shared.lengths).get(&id).copied();
         let (length, removed) = tokio::task::spawn_blocking(move || {
             // Read while the file is still there: the Library keeps saying
             // how long the lesson is once only the server holds it.
-            let length = known_length.or_else(|| wav_seconds(&path));
-            let removed = match std::fs::remove_file(&path) {
+            let length = known_length.or_else(|| media_seconds(&recording));
+            let removed = match std::fs::remove_file(&recording.path) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
                 _ => Ok(()),
             };
@@ -313,7 +315,7 @@ impl Library {
         })
         .await
         .map_err(|err| Error::Journal(err.to_string()))?;
-        removed.map_err(|source| Error::Delete { name: recording.name.clone(), source })?;
+        removed.map_err(|source| Error::Delete { name, source })?;
         if !safe {
             self.shared.opptak.blocking(move |journal| journal.forget_recording(id)).await?;
         } else if let Some(seconds) = length {
@@ -564,7 +566,7 @@ fn build_snapshot(
         let has_local_file = recording.path.is_file();
         let length_seconds = match lengths.get(&recording.id) {
             Some(known) => Some(*known),
-            None if has_local_file => wav_seconds(&recording.path),
+            None if has_local_file => media_seconds(&recording),
             None => kept_lengths.get(&recording.id).copied(),
         };
         if let Some(length) = length_seconds.filter(|_| recording.finished) {
@@ -667,6 +669,18 @@ fn link_of(
         destination.base_url
     };
     Ok(Some(format!("{}/{RECORDING_PATH}/{}/v1", base.trim_end_matches('/'), session.server_recording_id)))
+}
+
+/// The recording's length from its file. A WAV's comes from its header and
+/// size, so it grows while recording; any other kind is measured from its
+/// boxes or frames once finished, since a growing video would be walked
+/// again for every snapshot.
+fn media_seconds(recording: &LocalRecording) -> Option<f64> {
+    match recording.content_type.parse().ok()? {
+        ContentType::Wav => wav_seconds(&recording.path),
+        other if recording.finished => opptak_server::probe_duration(&recording.path, other).ok(),
+        _ => None,
+    }
 }
 
 /// The length of a WAV file: its audio bytes (to the end of the file, so a

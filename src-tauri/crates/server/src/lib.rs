@@ -46,6 +46,7 @@ mod sweeper;
 pub use app::{AppState, Traffic, app};
 pub use auth::UserToken;
 pub use jobs::JobPolicy;
+pub use media::probe_duration;
 pub use meta::{MetaStore, PoolStats, SessionLocks, SqliteMeta};
 pub use server::{Limits, Server, ServerBuilder, ServerHandle, StoreConfig, host_name, running_server};
 
