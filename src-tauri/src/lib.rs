@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use opptak_core::data_move::{FolderChoice, InUse, MoveOutcome};
 use opptak_core::logging::{self, LogFormat};
+use opptak_core::updates::{UpdateSource, UpdatesOff};
 use opptak_core::{AppEngine, DataDir};
 use tauri::Runtime;
 
@@ -32,6 +33,7 @@ pub mod sleep;
 #[cfg(test)]
 mod test_support;
 pub mod tray;
+pub mod updates;
 
 pub use error::CommandError;
 
@@ -49,12 +51,21 @@ pub struct AppState {
     pub last_move: Option<MoveOutcome>,
     /// Keeps a move of the data folder waiting until this app has ended.
     pub in_use: Option<Arc<InUse>>,
+    /// Where Opptak's own updates come from, or why it does not look.
+    pub updates: UpdateSource,
 }
 
 impl AppState {
     /// The state of an app on `data_dir` with no move behind it.
     pub fn new(data_dir: DataDir, log_file: PathBuf, engine: Result<Arc<AppEngine>, CommandError>) -> Self {
-        Self { data_dir, log_file, engine, last_move: None, in_use: None }
+        Self {
+            data_dir,
+            log_file,
+            engine,
+            last_move: None,
+            in_use: None,
+            updates: UpdateSource::Off(UpdatesOff::NotConfigured),
+        }
     }
 }
 
@@ -97,7 +108,9 @@ pub fn bindings<R: Runtime>() -> tauri_specta::Builder<R> {
         diagnostics::save_diagnostics,
         controls::desktop_status,
         shortcut::set_record_shortcut::<tauri::Wry>,
-        closing::close_window::<tauri::Wry>
+        closing::close_window::<tauri::Wry>,
+        updates::check_for_update::<tauri::Wry>,
+        updates::install_update::<tauri::Wry>
     ])
 }
 
@@ -197,7 +210,11 @@ pub fn run() -> ExitCode {
         open_engine(&data_dir)
     };
     let in_use = InUse::hold(&data_dir).map(Arc::new);
-    let state = AppState { last_move, in_use, ..AppState::new(data_dir, log_file, engine) };
+    let updates = opptak_core::updates::update_source(
+        &opptak_core::destinations::machine_preset_path(),
+        opptak_core::updates::BuiltIn::of_this_build(),
+    );
+    let state = AppState { last_move, in_use, updates, ..AppState::new(data_dir, log_file, engine) };
     library::use_the_file_manager();
     let launch_args: Vec<String> = std::env::args().skip(1).collect();
     let builder = tauri::Builder::default()
@@ -208,6 +225,7 @@ pub fn run() -> ExitCode {
         .plugin(tauri_plugin_autostart::Builder::new().arg(settings::STARTED_AT_LOGIN).build())
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_global_shortcut::Builder::new().with_handler(shortcut::on_shortcut).build())
+        .plugin(updates::plugin())
         .on_window_event(closing::on_window_event)
         .setup(move |app| {
             use tauri::Manager;

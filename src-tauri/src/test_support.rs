@@ -18,9 +18,19 @@ pub(crate) fn mock_window(
     data_dir: &Path,
     engine: Result<Arc<AppEngine>, CommandError>,
 ) -> (tauri::App<MockRuntime>, tauri::WebviewWindow<MockRuntime>) {
-    let state = AppState::new(DataDir::at(data_dir), data_dir.join("logs/opptak.log"), engine);
-    let app =
-        crate::create_app(mock_builder(), state).build(mock_context(noop_assets())).expect("mock app builds");
+    mock_window_with(AppState::new(DataDir::at(data_dir), data_dir.join("logs/opptak.log"), engine))
+}
+
+/// The app with Opptak's commands and `state`, and its window; the updater
+/// plugin is there too, configured as `tauri.conf.json` configures it.
+pub(crate) fn mock_window_with(
+    state: AppState,
+) -> (tauri::App<MockRuntime>, tauri::WebviewWindow<MockRuntime>) {
+    let mut context = mock_context(noop_assets());
+    context.config_mut().plugins.0.insert("updater".into(), serde_json::json!({ "pubkey": "" }));
+    let app = crate::create_app(mock_builder().plugin(crate::updates::plugin()), state)
+        .build(context)
+        .expect("mock app builds");
     let webview =
         tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().expect("mock window");
     (app, webview)

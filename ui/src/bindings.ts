@@ -430,6 +430,29 @@ async closeWindow(choice: CloseChoice) : Promise<Result<null, CommandError>> {
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
 }
+},
+/**
+ * Looks for a newer Opptak where this computer's updates come from.
+ */
+async checkForUpdate() : Promise<Result<UpdateCheck, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("check_for_update") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Downloads the newer version, checks its signature, installs it and
+ * restarts Opptak. Refused while recording: the lesson comes first.
+ */
+async installUpdate() : Promise<Result<null, CommandError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("install_update") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
 }
 }
 
@@ -837,7 +860,8 @@ name: string;
  */
 createdAt: number; 
 /**
- * Its length, when the file says (WAV).
+ * Its length, when the file says: a WAV's as it grows, a video's once
+ * it is finished.
  */
 lengthSeconds: number | null; 
 /**
@@ -1234,6 +1258,38 @@ export type Unavailable =
  * No camera is connected.
  */
 "noCamera"
+/**
+ * What a look for updates found.
+ */
+export type UpdateCheck = 
+/**
+ * Updates are off on this computer, and why.
+ */
+{ state: "off"; why: UpdatesOff } | 
+/**
+ * This is the newest version.
+ */
+{ state: "upToDate"; version: string } | 
+/**
+ * A newer version can be installed.
+ */
+{ state: "available"; version: string; notes: string | null }
+/**
+ * Why the app does not look for updates.
+ */
+export type UpdatesOff = 
+/**
+ * Neither this build nor the machine preset names an update endpoint.
+ */
+{ reason: "notConfigured" } | 
+/**
+ * IT wrote `enabled = false` in the machine preset.
+ */
+{ reason: "switchedOffByIt" } | 
+/**
+ * The preset's `[updates]` cannot be used; the text says why, for IT.
+ */
+{ reason: "invalidPreset"; detail: string }
 /**
  * The picture size of a screen or camera recording, at 30 frames a second.
  */

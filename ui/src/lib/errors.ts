@@ -11,7 +11,7 @@ type Sentence = () => string;
 /**
  * Every `CommandError.code` the app's commands send (src-tauri/src: error.rs,
  * library.rs, settings.rs, shortcut.rs, closing.rs, diagnostics.rs, lib.rs,
- * commands.rs) and the two the window makes itself (commands.ts, and
+ * commands.rs, updates.rs) and the two the window makes itself (commands.ts, and
  * "cannot_play" when a file cannot be played).
  */
 export const ERROR_SENTENCES: Readonly<Record<string, Sentence>> = {
@@ -53,6 +53,11 @@ export const ERROR_SENTENCES: Readonly<Record<string, Sentence>> = {
   blank_name: m.error_blank_name,
   delete_failed: m.error_delete_failed,
   not_a_recording_file: m.error_not_a_recording_file,
+  updates_off: m.error_updates_off,
+  up_to_date: m.error_up_to_date,
+  update_unreachable: m.error_update_unreachable,
+  update_not_verified: m.error_update_not_verified,
+  update_failed: m.error_update_failed,
 };
 
 /**

@@ -467,21 +467,7 @@ pub fn machine_preset_path() -> PathBuf {
 /// used. A broken preset must not stop a teacher from recording, so what is
 /// wrong with it goes to the log, for IT, and the app starts without it.
 pub fn read_machine_preset(path: &Path) -> Option<MachinePreset> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(err) => {
-            tracing::warn!(path = %path.display(), "the machine preset cannot be read ({err}); starting without it. Make it readable by every user.");
-            return None;
-        }
-    };
-    let file: PresetFile = match toml::from_str(&text) {
-        Ok(file) => file,
-        Err(err) => {
-            tracing::warn!(path = %path.display(), "the machine preset is not valid TOML ({err}); starting without it. Fix it as the example in /usr/share/doc/opptak/client.toml.example shows.");
-            return None;
-        }
-    };
+    let file: PresetFile = read_preset_file(path).ok().flatten()?;
     let server = file.server?;
     if server.token.is_some() {
         tracing::warn!(path = %path.display(), "the machine preset holds a token; Opptak ignores it, because every user of this computer can read that file. Remove the token line: each teacher adds their own token in Settings.");
@@ -499,6 +485,26 @@ pub fn read_machine_preset(path: &Path) -> Option<MachinePreset> {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| MACHINE_PRESET_DEFAULT_NAME.to_owned());
     Some(MachinePreset { url, name })
+}
+
+/// The machine preset at `path` as `T`: `Ok(None)` when there is none, and
+/// an error (said in the log too, for IT) when it cannot be read or is not
+/// valid TOML.
+pub(crate) fn read_preset_file<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> std::result::Result<Option<T>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), "the machine preset cannot be read ({err}); starting without it. Make it readable by every user.");
+            return Err(format!("it cannot be read ({err})"));
+        }
+    };
+    toml::from_str(&text).map(Some).map_err(|err| {
+        tracing::warn!(path = %path.display(), "the machine preset is not valid TOML ({err}); starting without it. Fix it as the example in /usr/share/doc/opptak/client.toml.example shows.");
+        format!("it is not valid TOML ({})", err.message())
+    })
 }
 
 /// Adds the preset's server to `settings` unless this profile lists it
@@ -1192,6 +1198,72 @@ mod tests {
         let journal_files: Vec<PathBuf> = files_containing(temp.path(), old_token.as_bytes());
         assert_eq!(journal_files, [opptak.token_store().file().to_path_buf()]);
         assert!(files_containing(temp.path(), b"embedded-secret-0123456789").is_empty());
+    }
+
+    /// The .msi's `SERVER_URL` fragment must write a preset this parser
+    /// reads. No WiX compiler runs here (the release workflow installs the
+    /// .msi on Windows); this checks the fragment's IniFile against the
+    /// line Windows writes for it (`key=value` under `[section]`).
+    #[test]
+    fn the_msi_fragment_writes_a_preset_opptak_reads() {
+        use quick_xml::events::Event;
+        let src_tauri = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let fragment_path = src_tauri.join("packaging/windows/machine-preset.wxs");
+        let fragment = std::fs::read_to_string(&fragment_path).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(src_tauri.join("tauri.conf.json")).unwrap())
+                .unwrap();
+        let wix = &config["bundle"]["windows"]["wix"];
+        assert_eq!(wix["fragmentPaths"], serde_json::json!(["packaging/windows/machine-preset.wxs"]));
+
+        let mut reader = quick_xml::Reader::from_str(&fragment);
+        let (mut components, mut ini_lines, mut secure_properties) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            match reader.read_event().unwrap() {
+                Event::Eof => break,
+                Event::Start(element) | Event::Empty(element) => {
+                    let attribute = |name: &str| {
+                        element
+                            .try_get_attribute(name)
+                            .unwrap()
+                            .map(|value| value.unescape_value().unwrap().into_owned())
+                    };
+                    match element.name().as_ref() {
+                        b"Component" => components.push(attribute("Id").unwrap()),
+                        b"Property" if attribute("Secure").as_deref() == Some("yes") => {
+                            secure_properties.push(attribute("Id").unwrap());
+                        }
+                        b"IniFile" => {
+                            assert_eq!(attribute("Name").as_deref(), Some("client.toml"));
+                            assert_eq!(attribute("Directory").as_deref(), Some("OpptakProgramData"));
+                            ini_lines.push((
+                                attribute("Section").unwrap(),
+                                attribute("Key").unwrap(),
+                                attribute("Value").unwrap(),
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            wix["componentRefs"],
+            serde_json::json!(components),
+            "tauri.conf.json names the fragment's component"
+        );
+        // Secure: msiexec passes a public property to the elevated install only then.
+        assert_eq!(secure_properties, ["SERVER_URL"]);
+        let [(section, key, value)] = ini_lines.as_slice() else { panic!("one IniFile line: {ini_lines:?}") };
+
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("client.toml");
+        let url = "https://opptak.school.example";
+        let written = format!("[{section}]\r\n{key}={}\r\n", value.replace("[SERVER_URL]", url));
+        std::fs::write(&path, written).unwrap();
+        let preset = read_machine_preset(&path).expect("the preset the .msi writes is read");
+        assert_eq!(preset.url, url);
     }
 
     #[test]

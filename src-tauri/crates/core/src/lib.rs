@@ -28,6 +28,7 @@ pub mod playback;
 pub mod recording;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod updates;
 pub mod uploads;
 
 pub use app_engine::{AppEngine, RecordingFeed, RecordingStatus};
