@@ -9,7 +9,8 @@ use tauri_plugin_updater::{Update, UpdaterExt};
 
 use crate::{AppState, CommandError};
 
-/// How long a check or a download may take before the teacher is told.
+/// How long a look for updates may take (a download has no limit: a slow
+/// school network may need minutes for an installer).
 const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The updater plugin. Its key and endpoint come from [`UpdateSource`] at
@@ -48,11 +49,12 @@ pub async fn check_for_update<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
 ) -> Result<UpdateCheck, CommandError> {
-    let running = app.package_info().version.to_string();
-    Ok(match newer_version(&app, &state.updates).await? {
-        Err(why) => UpdateCheck::Off { why },
-        Ok(None) => UpdateCheck::UpToDate { version: running },
-        Ok(Some(update)) => UpdateCheck::Available { version: update.version, notes: update.body },
+    Ok(match look(&app, &state.updates).await? {
+        Found::Off(why) => UpdateCheck::Off { why },
+        Found::Newest => UpdateCheck::UpToDate { version: app.package_info().version.to_string() },
+        Found::Newer(update) => {
+            UpdateCheck::Available { version: update.version.clone(), notes: update.body.clone() }
+        }
     })
 }
 
@@ -72,14 +74,16 @@ pub async fn install_update<R: Runtime>(
             "A lesson is being recorded. Stop the recording first, then install the update.",
         ));
     }
-    let Some(update) = newer_version(&app, &state.updates).await?.map_err(|why| {
-        CommandError::new("updates_off", format!("Updates are off on this computer ({}).", off_words(&why)))
-    })?
-    else {
-        return Err(CommandError::new(
-            "up_to_date",
-            "This is already the newest Opptak; there is nothing to install.",
-        ));
+    let update = match look(&app, &state.updates).await? {
+        Found::Newer(update) => update,
+        Found::Off(why) => {
+            let message = format!("Updates are off on this computer ({}).", off_words(&why));
+            return Err(CommandError::new("updates_off", message));
+        }
+        Found::Newest => {
+            let message = "This is already the newest Opptak; there is nothing to install.";
+            return Err(CommandError::new("up_to_date", message));
+        }
     };
     tracing::info!(from = %update.current_version, to = %update.version, "installing an update");
     update.download_and_install(|_, _| {}, || {}).await.map_err(|err| updater_error(&err))?;
@@ -87,13 +91,17 @@ pub async fn install_update<R: Runtime>(
     app.restart()
 }
 
-/// The newer version, if any; or why updates are off.
-async fn newer_version<R: Runtime>(
-    app: &AppHandle<R>,
-    source: &UpdateSource,
-) -> Result<Result<Option<Update>, UpdatesOff>, CommandError> {
+/// What a look for updates found.
+enum Found {
+    Off(UpdatesOff),
+    Newest,
+    // Boxed: an update carries its whole release manifest.
+    Newer(Box<Update>),
+}
+
+async fn look<R: Runtime>(app: &AppHandle<R>, source: &UpdateSource) -> Result<Found, CommandError> {
     let (endpoint, pubkey) = match source {
-        UpdateSource::Off(why) => return Ok(Err(why.clone())),
+        UpdateSource::Off(why) => return Ok(Found::Off(why.clone())),
         UpdateSource::On { endpoint, pubkey } => (endpoint.clone(), pubkey.clone()),
     };
     let updater = app
@@ -101,7 +109,10 @@ async fn newer_version<R: Runtime>(
         .endpoints(vec![endpoint])
         .and_then(|builder| builder.pubkey(pubkey).timeout(CHECK_TIMEOUT).build())
         .map_err(|err| updater_error(&err))?;
-    updater.check().await.map(Ok).map_err(|err| updater_error(&err))
+    match updater.check().await.map_err(|err| updater_error(&err))? {
+        Some(update) => Ok(Found::Newer(Box::new(update))),
+        None => Ok(Found::Newest),
+    }
 }
 
 fn off_words(why: &UpdatesOff) -> String {
@@ -232,8 +243,10 @@ mod tests {
 
         // The payload as signed passes the updater's check of its signature.
         let source = app.state::<AppState>().updates.clone();
-        let update =
-            tauri::async_runtime::block_on(newer_version(app.handle(), &source)).unwrap().unwrap().unwrap();
+        let Found::Newer(update) = tauri::async_runtime::block_on(look(app.handle(), &source)).unwrap()
+        else {
+            panic!("the release is newer")
+        };
         let bytes = tauri::async_runtime::block_on(update.download(|_, _| {}, || {})).unwrap();
         assert_eq!(bytes, PAYLOAD);
 

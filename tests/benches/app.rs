@@ -2,11 +2,11 @@
 //! WebKitWebDriver) against baselines run in the same run; the tables go to
 //! `tests/BENCHMARKS.md`.
 //!
-//! It measures the binaries of its own build. The debug build, which
-//! README's `bash .ci/app` runs:
-//! `cargo build --bins && cargo build -p opptak-desktop --example minimal_window && cargo test -p opptak-tests --bench app`;
-//! the release build, which the installers ship: the same with `--release`
-//! and `cargo bench -p opptak-tests --bench app`.
+//! It measures the binaries of its own build. The release build, which
+//! README's `bash .ci/app` runs and the installers ship:
+//! `cargo build --release --workspace --bins && cargo build --release -p opptak-desktop --example minimal_window && cargo bench -p opptak-tests --bench app`;
+//! the debug build, which the end-to-end tests run: the same without
+//! `--release`, and `cargo test -p opptak-tests --bench app`.
 //! `OPPTAK_BENCH_LONG_SECONDS` shortens the long recording (default 600).
 //!
 //! 1. Launch: first paint and memory 10 s after launch, of the app and of
@@ -28,6 +28,7 @@ use opptak_tests::bench::{CliRecorder, cpu_time, measured_line, median, pss_mib,
 use opptak_tests::desktop::{WAIT, button, connect_to, poll, testid};
 use opptak_tests::{PulseAudio, TauriDriver, Xvfb, descendants, workspace_bin};
 
+const BUILD: &str = if cfg!(debug_assertions) { "debug" } else { "release" };
 const CPU_WINDOW: Duration = Duration::from_secs(60);
 const IDLE: Duration = Duration::from_secs(10);
 const LAUNCHES: usize = 3;
@@ -229,7 +230,7 @@ async fn main() {
     let minutes = long.as_secs_f64() / 60.0;
     let (tree, main, cli_percent) = (percent(app_tree_cpu), percent(app_main_cpu), percent(cli_cpu));
     let section = format!(
-        "## Desktop app (`--bench app`)\n\n{}\n\n\
+        "## Desktop app (`--bench app`), {BUILD} build\n\n{}\n\n\
          ### Launch: first paint and memory 10 s after launch (median of {LAUNCHES} launches each, interleaved)\n\n\
          | | launch → first paint s | main process RSS MiB | process tree PSS MiB |\n|---|---|---|---|\n\
          | Opptak (opens its journal, starts the server inside the app, resumes uploads) | {app_paint:.2} | {app_rss:.0} | {app_pss:.0} |\n\
@@ -260,5 +261,7 @@ async fn main() {
         goal(short_app.as_secs_f64() <= 3.0 && long_app.as_secs_f64() <= 3.0),
     );
     println!("{section}");
-    write_section("app", &section);
+    // The debug build (README's `bash .ci/app`) and the release build (the
+    // installers) each keep their own table.
+    write_section(if cfg!(debug_assertions) { "app" } else { "app-release" }, &section);
 }

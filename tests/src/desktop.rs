@@ -97,6 +97,22 @@ pub async fn settle(client: &Client) {
         .expect("two animation frames");
 }
 
+/// The mean brightness of the PNG at `path` and its standard deviation,
+/// each 0–1, from ImageMagick.
+pub fn brightness(path: &std::path::Path) -> anyhow::Result<(f64, f64)> {
+    let output = std::process::Command::new("convert")
+        .arg(path)
+        .args(["-colorspace", "Gray", "-format", "%[fx:mean] %[fx:standard_deviation]", "info:"])
+        .output()?;
+    anyhow::ensure!(output.status.success(), "convert {}: {output:?}", path.display());
+    let text = String::from_utf8(output.stdout)?;
+    let mut numbers = text.split_whitespace().map(str::parse::<f64>);
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(mean)), Some(Ok(spread))) => Ok((mean, spread)),
+        _ => anyhow::bail!("convert said {text:?}"),
+    }
+}
+
 /// The button whose accessible name (its text) is exactly `name`.
 pub async fn button(client: &Client, name: &str) -> Result<Element, fantoccini::error::CmdError> {
     let xpath = format!("//button[normalize-space()='{name}']");

@@ -16,7 +16,9 @@ use fantoccini::key::Key;
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, Locator};
 use opptak_journal::Journal;
-use opptak_tests::desktop::{Desktop, WAIT, WindowManager, button, elapsed_seconds, poll, settle, testid};
+use opptak_tests::desktop::{
+    Desktop, WAIT, WindowManager, brightness, button, elapsed_seconds, poll, settle, testid,
+};
 use opptak_tests::{repo_root, screenshots_dir};
 
 /// The rule sets the app is held to: WCAG 2.1 A and AA, and axe's best practices.
@@ -72,22 +74,6 @@ async fn screenshot(client: &Client, name: &str) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("no screenshot within {WAIT:?}"))??;
     std::fs::write(screenshots_dir().join(name), png)?;
     Ok(())
-}
-
-/// The mean brightness of the PNG at `path` and its standard deviation,
-/// each 0–1, from ImageMagick.
-fn brightness(path: &std::path::Path) -> anyhow::Result<(f64, f64)> {
-    let output = std::process::Command::new("convert")
-        .arg(path)
-        .args(["-colorspace", "Gray", "-format", "%[fx:mean] %[fx:standard_deviation]", "info:"])
-        .output()?;
-    anyhow::ensure!(output.status.success(), "convert {}: {output:?}", path.display());
-    let text = String::from_utf8(output.stdout)?;
-    let mut numbers = text.split_whitespace().map(str::parse::<f64>);
-    match (numbers.next(), numbers.next()) {
-        (Some(Ok(mean)), Some(Ok(spread))) => Ok((mean, spread)),
-        _ => anyhow::bail!("convert said {text:?}"),
-    }
 }
 
 /// Audits the Record, Library and Settings screens in the app started with
