@@ -107,12 +107,24 @@ pub fn seconds_of_tone(path: &Path) -> f64 {
     hits as f64 / 100.0
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, and not handed out
+/// before by this process.
+///
+/// It is taken below Linux's ephemeral range (32768–60999). A port bound
+/// to 0 and let go comes from that range, where the kernel may give it to
+/// any outgoing connection before the server meant for it listens: CI saw
+/// WebKitWebDriver fail with "Unable to listen" on such a port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..1000 {
+        let port = rand::random_range(20_000..32_768);
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000-32767 on 127.0.0.1 after 1000 tries")
 }
 
 /// Whether this run is CI, where a missing tool is a failure, not a skip.
