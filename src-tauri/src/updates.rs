@@ -74,6 +74,8 @@ pub async fn install_update<R: Runtime>(
             "A lesson is being recorded. Stop the recording first, then install the update.",
         ));
     }
+    // Looked for again: the teacher may press Install long after Settings
+    // looked, and what installs is what the server offers now.
     let update = match look(&app, &state.updates).await? {
         Found::Newer(update) => update,
         Found::Off(why) => {
@@ -157,6 +159,7 @@ mod tests {
     use super::*;
     use crate::test_support::{call, mock_window_with};
     use tauri::Manager;
+    use tauri::test::MockRuntime;
 
     const PAYLOAD: &[u8] = b"the new Opptak, as the release workflow signed it";
 
@@ -196,16 +199,11 @@ mod tests {
         base
     }
 
-    fn app_looking_at(
-        endpoint: &str,
-        pubkey: &str,
-    ) -> (
-        tempfile::TempDir,
-        tauri::App<tauri::test::MockRuntime>,
-        tauri::WebviewWindow<tauri::test::MockRuntime>,
-    ) {
+    type MockApp = (tempfile::TempDir, tauri::App<MockRuntime>, tauri::WebviewWindow<MockRuntime>);
+
+    /// The app with no engine, whose updates come from `updates`.
+    fn app_with(updates: UpdateSource) -> MockApp {
         let temp = tempfile::tempdir().unwrap();
-        let updates = UpdateSource::On { endpoint: endpoint.parse().unwrap(), pubkey: pubkey.into() };
         let no_engine = Err(CommandError::new("engine", "no engine in this test"));
         let state = AppState {
             updates,
@@ -215,15 +213,13 @@ mod tests {
         (temp, app, webview)
     }
 
+    fn app_looking_at(endpoint: &str, pubkey: &str) -> MockApp {
+        app_with(UpdateSource::On { endpoint: endpoint.parse().unwrap(), pubkey: pubkey.into() })
+    }
+
     #[test]
     fn with_no_update_source_nothing_is_asked_and_install_says_updates_are_off() {
-        let temp = tempfile::tempdir().unwrap();
-        let no_engine = Err(CommandError::new("engine", "no engine in this test"));
-        let (_app, webview) = mock_window_with(AppState::new(
-            opptak_core::DataDir::at(temp.path()),
-            temp.path().join("opptak.log"),
-            no_engine,
-        ));
+        let (_temp, _app, webview) = app_with(UpdateSource::Off(UpdatesOff::NotConfigured));
         let check = call(&webview, "check_for_update", json!({})).unwrap();
         assert_eq!(check, json!({ "state": "off", "why": { "reason": "notConfigured" } }));
         let err = call(&webview, "install_update", json!({})).unwrap_err();
@@ -259,7 +255,7 @@ mod tests {
     #[test]
     fn the_running_version_is_up_to_date() {
         let (pubkey, signature) = signed_payload();
-        let running = tauri::test::mock_context::<tauri::test::MockRuntime, _>(tauri::test::noop_assets())
+        let running = tauri::test::mock_context::<MockRuntime, _>(tauri::test::noop_assets())
             .package_info()
             .version
             .to_string();
