@@ -448,10 +448,15 @@ impl BoundProxy {
 }
 
 /// Bytes per second for every connection together, spent as they pass.
+/// Connections take turns at it (tokio's `Mutex` queues its waiters in
+/// order), as TCP flows through one bottleneck share it: when every waiter
+/// woke on the same tick and the first one polled took the tokens, one
+/// upload part could pass nothing for 45 s while the others moved, and was
+/// sent again from its start.
 #[derive(Debug)]
 struct TokenBucket {
     bytes_per_second: AtomicU64,
-    state: Mutex<(f64, tokio::time::Instant)>,
+    state: tokio::sync::Mutex<(f64, tokio::time::Instant)>,
 }
 
 /// The socket buffer each side of a shaped connection gets (the kernel
@@ -468,31 +473,31 @@ impl TokenBucket {
     fn new(bytes_per_second: u64) -> Self {
         Self {
             bytes_per_second: AtomicU64::new(bytes_per_second),
-            state: Mutex::new((0.0, tokio::time::Instant::now())),
+            state: tokio::sync::Mutex::new((0.0, tokio::time::Instant::now())),
         }
     }
 
-    /// Waits until up to `want` bytes may pass; returns how many (≥ 1).
+    /// Waits for this connection's turn and until up to `want` bytes may
+    /// pass; returns how many (≥ 1).
     async fn take(&self, want: usize) -> usize {
+        // Held while waiting for tokens: the others queue behind this turn.
+        let mut state = self.state.lock().await;
         loop {
             let rate = self.bytes_per_second.load(Ordering::SeqCst) as f64;
-            let wait = {
-                let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let now = tokio::time::Instant::now();
-                let capacity = (rate * BURST.as_secs_f64()).max(MIN_BURST_BYTES);
-                state.0 = (state.0 + rate * now.duration_since(state.1).as_secs_f64()).min(capacity);
-                state.1 = now;
-                if state.0 >= 1.0 {
-                    let granted = (state.0 as usize).min(want).max(1);
-                    state.0 -= granted as f64;
-                    return granted;
-                }
-                if rate == 0.0 {
-                    // Frozen: look again soon, the rate may come back.
-                    Duration::from_millis(20)
-                } else {
-                    Duration::from_secs_f64((1.0 - state.0) / rate).max(Duration::from_millis(1))
-                }
+            let now = tokio::time::Instant::now();
+            let capacity = (rate * BURST.as_secs_f64()).max(MIN_BURST_BYTES);
+            state.0 = (state.0 + rate * now.duration_since(state.1).as_secs_f64()).min(capacity);
+            state.1 = now;
+            if state.0 >= 1.0 {
+                let granted = (state.0 as usize).min(want).max(1);
+                state.0 -= granted as f64;
+                return granted;
+            }
+            let wait = if rate == 0.0 {
+                // Frozen: look again soon, the rate may come back.
+                Duration::from_millis(20)
+            } else {
+                Duration::from_secs_f64((1.0 - state.0) / rate).max(Duration::from_millis(1))
             };
             tokio::time::sleep(wait).await;
         }
