@@ -3,8 +3,28 @@
 
 fn main() -> std::process::ExitCode {
     #[cfg(target_os = "linux")]
+    if let Some(args) = command_line_args() {
+        return opptak_cli::run_from(args);
+    }
+    #[cfg(target_os = "linux")]
     paint_without_compositing();
     opptak_desktop::run()
+}
+
+/// The first argument with which `/usr/bin/opptak` (a one-line script in the
+/// Linux packages) starts this program as the `opptak` command.
+#[cfg(target_os = "linux")]
+const AS_COMMAND_LINE: &str = "--as-command-line";
+
+/// The `opptak` command's arguments when this program was started as it.
+/// The app and the command share most of their code, so the Linux packages
+/// ship one program for both: a second one would double the package
+/// (tests/BENCHMARKS.md, "Packages").
+#[cfg(target_os = "linux")]
+fn command_line_args() -> Option<impl Iterator<Item = std::ffi::OsString>> {
+    let mut args = std::env::args_os().skip(1).peekable();
+    args.next_if(|arg| arg == AS_COMMAND_LINE)?;
+    Some(std::iter::once("opptak".into()).chain(args))
 }
 
 /// WebKitGTK's switch for painting without accelerated compositing, which it
