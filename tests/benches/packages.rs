@@ -66,6 +66,17 @@ fn deb_file_sizes(deb: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Whether `name` was in the environment `cargo bench` was started from:
+/// what Cargo adds for the benchmark (its package's `CARGO_*`, the build
+/// scripts' `LD_LIBRARY_PATH`) would make the packages' `cargo build`
+/// compile the release programs again instead of finding them built.
+fn from_the_shell(name: &str) -> bool {
+    let added_by_cargo = (name.starts_with("CARGO") && !matches!(name, "CARGO_HOME" | "CARGO_TARGET_DIR"))
+        || name.starts_with("RUSTUP_TOOLCHAIN")
+        || matches!(name, "LD_LIBRARY_PATH" | "RUST_RECURSION_COUNT");
+    !added_by_cargo
+}
+
 fn main() {
     let bin_dir = workspace_bin_dir();
     let app = bin_dir.join("opptak-desktop");
@@ -80,7 +91,13 @@ fn main() {
     // Tauri's bundler rebuilds the app with its own features, so this is the
     // build a release makes once the dependencies are compiled.
     let started = Instant::now();
-    let package = Command::new("bash").arg(".ci/package").arg("--release").current_dir(repo_root()).status();
+    let package = Command::new("bash")
+        .arg(".ci/package")
+        .arg("--release")
+        .current_dir(repo_root())
+        .env_clear()
+        .envs(std::env::vars().filter(|(name, _)| from_the_shell(name)))
+        .status();
     let build_seconds = started.elapsed().as_secs_f64();
     assert!(package.expect("run bash .ci/package --release").success(), "bash .ci/package --release failed");
 
