@@ -44,6 +44,9 @@ pub async fn connect(driver: &TauriDriver) -> Client {
     connect_to(driver, &workspace_bin("opptak-desktop")).await
 }
 
+/// How long starting a WebDriver session may take before it is taken to hang.
+const SESSION_START: Duration = Duration::from_secs(120);
+
 /// A WebDriver session with the Tauri app `application`, which `driver` starts.
 pub async fn connect_to(driver: &TauriDriver, application: &Path) -> Client {
     // Two TLS backends are linked into the tests (the AWS SDK's and
@@ -53,14 +56,32 @@ pub async fn connect_to(driver: &TauriDriver, application: &Path) -> Client {
     capabilities.insert("tauri:options".into(), serde_json::json!({ "application": application }));
     // Starting the app can outlast WebKitWebDriver's patience on a loaded
     // machine; it then closes the connection, and a second try succeeds.
+    // And when the app's remote inspector cannot listen on the port
+    // WebKitWebDriver picked for it (another process took it first),
+    // WebKitWebDriver waits for ever: that try's app is ended and the next
+    // one gets another port.
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let session = ClientBuilder::rustls()
-            .expect("TLS roots for the WebDriver client")
-            .capabilities(capabilities.clone())
-            .connect(&driver.url())
-            .await;
+        let mut builder = ClientBuilder::rustls().expect("TLS roots for the WebDriver client");
+        let session = match tokio::time::timeout(
+            SESSION_START,
+            builder.capabilities(capabilities.clone()).connect(&driver.url()),
+        )
+        .await
+        {
+            Ok(session) => session.map_err(|err| format!("{err:?}")),
+            Err(_) => {
+                let program = application.file_name().map(|name| name.to_string_lossy().into_owned());
+                if let Some(pid) = program.and_then(|program| driver.launched(&program)) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                Err(format!("no session within {SESSION_START:?}"))
+            }
+        };
         match session {
             Ok(client) => {
                 // The window mounts once it knows the saved language (one
@@ -78,7 +99,7 @@ pub async fn connect_to(driver: &TauriDriver, application: &Path) -> Client {
                 eprintln!("WebDriver session attempt {attempts} failed ({err}); trying again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Err(err) => panic!("WebDriver session with the desktop app, after {attempts} attempts: {err:?}"),
+            Err(err) => panic!("WebDriver session with the desktop app, after {attempts} attempts: {err}"),
         }
     }
 }
