@@ -61,7 +61,9 @@ fn deb_file_sizes(deb: &Path) -> Vec<(String, u64)> {
         .filter(|line| line.starts_with('-'))
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            Some((fields.get(5)?.trim_start_matches('.').to_owned(), fields.get(2)?.parse().ok()?))
+            // dpkg-deb writes `./usr/…` or `usr/…`, by version.
+            let path = format!("/{}", fields.get(5)?.trim_start_matches("./"));
+            Some((path, fields.get(2)?.parse().ok()?))
         })
         .collect()
 }
@@ -77,6 +79,20 @@ fn from_the_shell(name: &str) -> bool {
     !added_by_cargo
 }
 
+/// Runs `program` in the repository with the shell's environment; the seconds it took.
+fn seconds_to_run(program: &str, args: &[&str]) -> f64 {
+    let started = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(repo_root())
+        .env_clear()
+        .envs(std::env::vars().filter(|(name, _)| from_the_shell(name)))
+        .status()
+        .unwrap_or_else(|err| panic!("run {program}: {err}"));
+    assert!(status.success(), "{program} {args:?} failed");
+    started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let bin_dir = workspace_bin_dir();
     let app = bin_dir.join("opptak-desktop");
@@ -88,18 +104,10 @@ fn main() {
         minimal.display()
     );
 
-    // Tauri's bundler rebuilds the app with its own features, so this is the
-    // build a release makes once the dependencies are compiled.
-    let started = Instant::now();
-    let package = Command::new("bash")
-        .arg(".ci/package")
-        .arg("--release")
-        .current_dir(repo_root())
-        .env_clear()
-        .envs(std::env::vars().filter(|(name, _)| from_the_shell(name)))
-        .status();
-    let build_seconds = started.elapsed().as_secs_f64();
-    assert!(package.expect("run bash .ci/package --release").success(), "bash .ci/package --release failed");
+    // `.ci/package` builds the release programs, then packs them: timed
+    // apart, the build first (nothing to do when they are built already).
+    let build_seconds = seconds_to_run("cargo", &["build", "--quiet", "--release", "--workspace", "--bins"]);
+    let package_seconds = seconds_to_run("bash", &[".ci/package", "--release"]);
 
     let bundle = bin_dir.join("bundle");
     let deb = the_package(&bundle.join("deb"), "deb");
@@ -113,13 +121,6 @@ fn main() {
         .find(|(path, _)| path == "/usr/bin/opptak-desktop")
         .map(|(_, size)| *size)
         .expect("the .deb holds /usr/bin/opptak-desktop");
-    let largest_others: Vec<String> = {
-        let mut others: Vec<&(String, u64)> =
-            files.iter().filter(|(path, _)| path != "/usr/bin/opptak-desktop").collect();
-        others.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
-        others.iter().take(3).map(|(path, size)| format!("`{path}` {:.2} MB", megabytes(*size))).collect()
-    };
-
     let row = |what: &str, program: &Path| {
         format!("| {what} | {:.1} | {:.1} |\n", megabytes(size_of(program)), megabytes(gzipped_size(program)))
     };
@@ -127,15 +128,15 @@ fn main() {
     let section = format!(
         "## Packages (`cargo bench -p opptak-tests --bench packages`)\n\n\
          {measured}\n\n\
-         `bash .ci/package --release` took {build_seconds:.0} s with the dependencies already compiled \
-         (it compiles and links the app's program again with Tauri's features; the release profile \
-         links the whole program at once, see `Cargo.toml`).\n\n\
+         `cargo build --release --workspace --bins` took {build_seconds:.0} s in this run (little or \
+         nothing to do when the programs were built before it; from scratch the release profile's \
+         whole-program LTO makes it the longest build here); then `bash .ci/package --release` packed them in {package_seconds:.0} s.\n\n\
          | Package | size MB | installed MB |\n\
          |---|---:|---:|\n\
          | `{deb_name}` | {deb_mb:.1} | {installed_mb:.1} |\n\
          | `{rpm_name}` | {rpm_mb:.1} | |\n\n\
-         The `.deb` holds `/usr/bin/opptak-desktop` ({app_mb:.1} MB, which also runs the `opptak` \
-         command: `/usr/bin/opptak` is a script that starts it); the next largest files: {others}.\n\n\
+         Of the installed {installed_mb:.1} MB, `/usr/bin/opptak-desktop` is {app_mb:.1} MB; it also runs \
+         the `opptak` command (`/usr/bin/opptak` is a script that starts it).\n\n\
          | Program (release build, stripped) | size MB | gzip -9 MB |\n\
          |---|---:|---:|\n\
          {app_row}\
@@ -149,7 +150,6 @@ fn main() {
         installed_mb = installed_kib * 1024.0 / 1e6,
         rpm_mb = megabytes(rpm_size),
         app_mb = megabytes(packaged_app),
-        others = largest_others.join(", "),
         app_row = row("Opptak: the app and the `opptak` command (`opptak-desktop`)", &app),
         minimal_row =
             row("baseline: the smallest Tauri app (`src-tauri/examples/minimal_window.rs`)", &minimal),
