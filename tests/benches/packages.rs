@@ -1,7 +1,7 @@
-//! What a school downloads: builds the release `.deb` and `.rpm` with
-//! `bash .ci/package --release` (as release.yml does on Linux), times the
-//! build, and sets the packages' sizes against baselines compressed the
-//! same way in the same run: the smallest Tauri app's program (what any
+//! What a school downloads: builds the release programs and packs the
+//! `.deb` and `.rpm` with `bash .ci/package --release`, timing each, and sets
+//! the packages' sizes against baselines compressed the same way in the
+//! same run: the smallest Tauri app's program (what any
 //! Tauri app costs) and the `opptak` command's own program, which the
 //! packages no longer carry beside the app (the app's program runs the
 //! command too). The table goes to `tests/BENCHMARKS.md`.
