@@ -120,7 +120,7 @@ pub async fn settle(client: &Client) {
 
 /// The mean brightness of the PNG at `path` and its standard deviation,
 /// each 0–1, from ImageMagick.
-pub fn brightness(path: &std::path::Path) -> anyhow::Result<(f64, f64)> {
+pub fn brightness(path: &Path) -> anyhow::Result<(f64, f64)> {
     let output = std::process::Command::new("convert")
         .arg(path)
         .args(["-colorspace", "Gray", "-format", "%[fx:mean] %[fx:standard_deviation]", "info:"])
