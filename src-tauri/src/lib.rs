@@ -216,6 +216,12 @@ pub fn run() -> ExitCode {
     );
     let state = AppState { last_move, in_use, updates, ..AppState::new(data_dir, log_file, engine) };
     library::use_the_file_manager();
+    // The Record screen asks which sources can be recorded as it opens; a
+    // short-lived copy of this program answers, so GStreamer's registry
+    // stays out of the app until it records video.
+    if let Ok(this_program) = std::env::current_exe() {
+        opptak_core::check_video_in(this_program);
+    }
     let launch_args: Vec<String> = std::env::args().skip(1).collect();
     let builder = tauri::Builder::default()
         .plugin(instance::plugin())

@@ -6,6 +6,9 @@ fn main() -> std::process::ExitCode {
     if let Some(args) = command_line_args() {
         return opptak_cli::run_from(args);
     }
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == opptak_core::CHECK_VIDEO_ARG) {
+        return opptak_core::answer_video_check();
+    }
     #[cfg(target_os = "linux")]
     paint_without_compositing();
     opptak_desktop::run()

@@ -31,8 +31,9 @@ pub use fmp4::{RepairedMp4, repair_fmp4};
 pub use level::{FLOOR_DBFS, Level};
 pub use recorder::{AudioFormat, CaptureEvent, Progress, Recorder, RecorderConfig, RecorderState, WavFile};
 pub use video::{
-    Camera, Screen, VIDEO_AUDIO_CHANNELS, VIDEO_AUDIO_RATE, VideoConfig, VideoFormat, VideoPreset,
-    VideoRecorder, VideoSource, cameras, default_display, screens, video_unavailable, wayland_session,
+    CHECK_VIDEO_ARG, Camera, Screen, VIDEO_AUDIO_CHANNELS, VIDEO_AUDIO_RATE, VideoConfig, VideoFormat,
+    VideoPreset, VideoRecorder, VideoSource, answer_video_check, cameras, check_video_in, default_display,
+    screens, video_unavailable, wayland_session,
 };
 pub use wav::{MAX_DATA_BYTES, RepairedWav, repair_wav};
 

@@ -250,16 +250,69 @@ pub fn cameras() -> Vec<Camera> {
 }
 
 /// Why this build or this computer cannot record video, if it cannot: the
-/// missing GStreamer parts and the packages that bring them.
+/// missing GStreamer parts and the packages that bring them. Asked of the
+/// program set by [`check_video_in`] until GStreamer runs in this process.
 pub fn video_unavailable() -> Option<String> {
     #[cfg(feature = "video")]
     {
+        if !gst_engine::started()
+            && let Some(program) = VIDEO_CHECKER.get()
+            && let Some(answer) = video_unavailable_asking(program)
+        {
+            return answer;
+        }
         gst_engine::check_elements(&gst_engine::ALL_ELEMENTS).err()
     }
     #[cfg(not(feature = "video"))]
     {
         Some(NOT_BUILT.to_owned())
     }
+}
+
+/// The argument with which [`check_video_in`]'s program is started; it
+/// hands its run to [`answer_video_check`].
+pub const CHECK_VIDEO_ARG: &str = "--opptak-check-video";
+
+static VIDEO_CHECKER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes [`video_unavailable`] ask `program`, started with
+/// [`CHECK_VIDEO_ARG`], rather than start GStreamer in this process:
+/// GStreamer keeps the plugin registry it reads (~6 MB) for the rest of the
+/// process's life, which an app open all day should pay only once it
+/// records video. Only the first call counts.
+pub fn check_video_in(program: PathBuf) {
+    let _ = VIDEO_CHECKER.set(program);
+}
+
+/// For a program started with [`CHECK_VIDEO_ARG`]: prints
+/// [`video_unavailable`]'s answer (nothing when video can be recorded).
+pub fn answer_video_check() -> std::process::ExitCode {
+    if let Some(why) = video_unavailable() {
+        println!("{why}");
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// [`video_unavailable`] as `program` answers it; `None` when it cannot be
+/// started (replaced by an update while the app runs), so this process
+/// looks itself. A program that crashes answers that GStreamer failed: a
+/// broken plugin then takes down the check, not the app.
+#[cfg(feature = "video")]
+fn video_unavailable_asking(program: &Path) -> Option<Option<String>> {
+    let answer = std::process::Command::new(program)
+        .arg(CHECK_VIDEO_ARG)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    Some(if answer.status.success() {
+        Some(String::from_utf8_lossy(&answer.stdout).trim().to_owned()).filter(|why| !why.is_empty())
+    } else {
+        Some(format!(
+            "GStreamer failed to start ({}); reinstall its packages (on Debian or Ubuntu: gstreamer1.0-plugins-base)",
+            answer.status
+        ))
+    })
 }
 
 #[cfg(not(feature = "video"))]
@@ -446,9 +499,15 @@ mod gst_engine {
         ("isofmp4mux", "(built into Opptak)"),
     ];
 
+    static INIT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+
+    /// Whether GStreamer has been started in this process.
+    pub(super) fn started() -> bool {
+        INIT.get().is_some()
+    }
+
     /// Initialises GStreamer and registers the built-in fMP4 muxer, once.
     fn init() -> std::result::Result<(), String> {
-        static INIT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
         INIT.get_or_init(|| {
             gst::init().map_err(|err| format!("GStreamer could not start ({err})"))?;
             gstfmp4::plugin_register_static()
@@ -1044,6 +1103,37 @@ mod tests {
         );
         let err = "4k60".parse::<VideoPreset>().unwrap_err();
         assert!(err.contains("720p15, 720p30, 1080p15, 1080p30"), "{err}");
+    }
+
+    #[cfg(all(feature = "video", unix))]
+    #[test]
+    fn the_checking_program_s_answer_is_the_reason_and_its_crash_says_what_to_do() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let lacking = dir.path().join("lacking");
+        std::fs::write(
+            &lacking,
+            "#!/bin/sh\n[ \"$1\" = --opptak-check-video ] && echo 'GStreamer lacks x264enc'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&lacking, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(video_unavailable_asking(&lacking), Some(Some("GStreamer lacks x264enc".into())));
+
+        assert_eq!(
+            video_unavailable_asking(Path::new("/bin/true")),
+            Some(None),
+            "nothing printed: video works"
+        );
+        let crashed = video_unavailable_asking(Path::new("/bin/false")).flatten().unwrap();
+        assert!(
+            crashed.contains("GStreamer failed to start") && crashed.contains("gstreamer1.0-plugins-base"),
+            "{crashed}"
+        );
+        assert_eq!(
+            video_unavailable_asking(&dir.path().join("gone")),
+            None,
+            "not there: look in this process"
+        );
     }
 
     #[cfg(not(feature = "video"))]

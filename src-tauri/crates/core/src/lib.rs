@@ -39,7 +39,7 @@ pub use destinations::{
 };
 pub use library::{Library, LibraryEntry, LibraryStatus};
 /// What a recorder reports while it records: levels, silence, pauses.
-pub use opptak_capture::CaptureEvent;
+pub use opptak_capture::{CHECK_VIDEO_ARG, CaptureEvent, answer_video_check, check_video_in};
 /// Why a recording is in its state, as the journal has it.
 pub use opptak_journal::Problem;
 pub use recording::{RecordOptions, RecordedFile, RecordingSession, SessionEvent, StoppedRecording};

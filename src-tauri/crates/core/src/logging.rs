@@ -16,6 +16,11 @@ use crate::{DataDir, Error, Result};
 pub const KEPT_LOG_FILES: usize = 14;
 const LOG_PREFIX: &str = "opptak";
 const LOG_SUFFIX: &str = "log";
+/// Lines that may wait for the log writer before new ones are dropped. The
+/// writer drains far faster than Opptak logs; tracing-appender's default of
+/// 128,000 allocates (and touches) 4 MB up front, a tenth of the app's
+/// memory budget.
+const BUFFERED_LINES: usize = 4_096;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,7 +59,9 @@ pub fn init(data_dir: &DataDir, format: LogFormat) -> Result<LogGuard> {
         .max_log_files(KEPT_LOG_FILES)
         .build(&dir)
         .map_err(|err| failed(err.to_string()))?;
-    let (writer, worker) = tracing_appender::non_blocking(appender);
+    let (writer, worker) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LINES)
+        .finish(appender);
 
     // The PulseAudio client logs an error whenever a stream closes, even on
     // a normal stop; capture reports the failures that matter itself.
