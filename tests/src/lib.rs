@@ -19,7 +19,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 pub use postgres::Postgres;
-pub use process::{ChildGuard, descendants, program_of};
+pub use process::{ChildGuard, apps_among, descendants, program_of};
 pub use proxy::{
     BoundProxy, EtagRewrite, FaultCounts, FaultProxy, Held, Hold, HoldPoint, HoldingProxy, Shaping,
     ShapingCounts, ShapingProxy,

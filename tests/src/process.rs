@@ -115,10 +115,7 @@ pub fn descendants(pid: u32) -> Vec<u32> {
         let Some(child) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
             continue;
         };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // The parent id is the second field after the command name, which may hold spaces.
-        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
-        if let Some(parent) = parent {
+        if let Some(parent) = parent_of(child) {
             parents.push((child, parent));
         }
     }
@@ -131,6 +128,21 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     }
     found.remove(0);
     found
+}
+
+/// The parent of `pid`, from `/proc/PID/stat`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The parent id is the second field after the command name, which may hold spaces.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// The Opptak apps among `pids`: the `opptak-desktop` processes whose
+/// parent is not one. An app runs short-lived helpers from its own program
+/// (the video check, `--opptak-check-video`); they are not apps.
+pub fn apps_among(pids: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    let is_app = |pid: u32| program_of(pid).as_deref() == Some("opptak-desktop");
+    pids.into_iter().filter(|&pid| is_app(pid) && !parent_of(pid).is_some_and(is_app)).collect()
 }
 
 /// The file name of the program `pid` runs, from `/proc/PID/exe`.

@@ -12,7 +12,7 @@ use fantoccini::{Client, Locator};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use opptak_tests::desktop::{Desktop, WAIT, app_log, button, poll, testid};
-use opptak_tests::{descendants, program_of, screenshots_dir, workspace_bin};
+use opptak_tests::{apps_among, descendants, screenshots_dir, workspace_bin};
 
 /// The restart and the move, with the old app's wind-down.
 const MOVED: Duration = Duration::from_secs(60);
@@ -36,9 +36,7 @@ async fn ask_to_move(client: &Client, to: &Path) -> anyhow::Result<()> {
 /// The app the old one restarted into: an orphan, so (with this test a
 /// child subreaper) a child of this test.
 fn restarted_app(old: u32) -> Option<u32> {
-    descendants(std::process::id())
-        .into_iter()
-        .find(|&pid| pid != old && program_of(pid).as_deref() == Some("opptak-desktop"))
+    apps_among(descendants(std::process::id())).into_iter().find(|&pid| pid != old)
 }
 
 fn gone(pid: u32) -> bool {

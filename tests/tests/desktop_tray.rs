@@ -8,14 +8,11 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, Locator};
 use opptak_journal::{Journal, RecordingState};
 use opptak_tests::desktop::{SessionBus, WAIT, app_env, connect, poll, testid};
-use opptak_tests::{PulseAudio, TauriDriver, Xvfb, descendants, program_of, workspace_bin};
+use opptak_tests::{PulseAudio, TauriDriver, Xvfb, apps_among, descendants, workspace_bin};
 
-/// The app's processes that `driver` launched (children by PID, never by name).
+/// The apps that `driver` launched (children by PID, never by name).
 fn apps_of(driver: &TauriDriver) -> Vec<u32> {
-    descendants(driver.pid())
-        .into_iter()
-        .filter(|&pid| program_of(pid).as_deref() == Some("opptak-desktop"))
-        .collect()
+    apps_among(descendants(driver.pid()))
 }
 
 /// The log lines of the app in `data_dir`.
