@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use fantoccini::{Client, Locator};
-use opptak_tests::bench::{CliRecorder, cpu_time, measured_line, median, pss_mib, rss_mib, write_section};
+use opptak_tests::bench::{
+    CliRecorder, cpu_time, measured_line, median, program_code_mib, pss_mib, rss_mib, write_section,
+};
 use opptak_tests::desktop::{WAIT, button, connect_to, poll, testid};
 use opptak_tests::{PulseAudio, TauriDriver, Xvfb, descendants, workspace_bin};
 
@@ -32,12 +34,15 @@ const BUILD: &str = if cfg!(debug_assertions) { "debug" } else { "release" };
 const CPU_WINDOW: Duration = Duration::from_secs(60);
 const IDLE: Duration = Duration::from_secs(10);
 const LAUNCHES: usize = 3;
+/// The memory goal's 40 MB (10^6 bytes) in the MiB the tables use.
+const FORTY_MB_IN_MIB: f64 = 40e6 / (1024.0 * 1024.0);
 
 /// What one launch of a window measured.
 struct Launch {
     first_paint: Duration,
     main_rss: f64,
     tree_pss: f64,
+    program_code: f64,
 }
 
 /// The app under WebDriver: the session and the app's process id.
@@ -114,8 +119,9 @@ async fn launch(env: &[(&str, String)], application: &Path, ready: &str) -> Laun
     tokio::time::sleep(IDLE).await;
     let main_rss = rss_mib(window.pid);
     let tree_pss = window.tree().into_iter().map(pss_mib).sum();
+    let program_code = program_code_mib(window.pid);
     window.close().await;
-    Launch { first_paint, main_rss, tree_pss }
+    Launch { first_paint, main_rss, tree_pss, program_code }
 }
 
 /// Clicks Stop and returns how long until the window says "Safe on server".
@@ -177,8 +183,8 @@ async fn main() {
         ] {
             let launched = &launched[round];
             println!(
-                "launch {round}, {what}: paint {:?}, RSS {:.0} MiB, tree PSS {:.0} MiB",
-                launched.first_paint, launched.main_rss, launched.tree_pss
+                "launch {round}, {what}: paint {:?}, RSS {:.0} MiB, tree PSS {:.0} MiB, program code {:.1} MiB",
+                launched.first_paint, launched.main_rss, launched.tree_pss, launched.program_code
             );
         }
     }
@@ -187,11 +193,12 @@ async fn main() {
             median(&mut launches.iter().map(|l| l.first_paint.as_secs_f64()).collect::<Vec<_>>()),
             median(&mut launches.iter().map(|l| l.main_rss).collect::<Vec<_>>()),
             median(&mut launches.iter().map(|l| l.tree_pss).collect::<Vec<_>>()),
+            median(&mut launches.iter().map(|l| l.program_code).collect::<Vec<_>>()),
         )
     };
-    let (app_paint, app_rss, app_pss) = medians(&app_launches);
-    let (shipped_paint, shipped_rss, shipped_pss) = medians(&shipped_launches);
-    let (minimal_paint, minimal_rss, minimal_pss) = medians(&alike_launches);
+    let (app_paint, app_rss, app_pss, app_code) = medians(&app_launches);
+    let (shipped_paint, shipped_rss, shipped_pss, shipped_code) = medians(&shipped_launches);
+    let (minimal_paint, minimal_rss, minimal_pss, minimal_code) = medians(&alike_launches);
 
     let _tone =
         pulse.play_tone_in_background(scratch.path(), CPU_WINDOW.as_secs() + long.as_secs() + 120).unwrap();
@@ -232,11 +239,13 @@ async fn main() {
     let section = format!(
         "## Desktop app (`--bench app`), {BUILD} build\n\n{}\n\n\
          ### Launch: first paint and memory 10 s after launch (median of {LAUNCHES} launches each, interleaved)\n\n\
-         | | launch → first paint s | main process RSS MiB | process tree PSS MiB |\n|---|---|---|---|\n\
-         | Opptak (opens its journal, starts the server inside the app, resumes uploads) | {app_paint:.2} | {app_rss:.0} | {app_pss:.0} |\n\
-         | baseline: the smallest Tauri app (`src-tauri/examples/minimal_window.rs`), compositing off like Opptak | {minimal_paint:.2} | {minimal_rss:.0} | {minimal_pss:.0} |\n\
-         | the smallest Tauri app as Tauri ships it (WebKit compositing on) | {shipped_paint:.2} | {shipped_rss:.0} | {shipped_pss:.0} |\n\n\
-         Goals: first paint ≤ 1.5 s: {}; memory ≤ the minimal window with the same settings + 40 MB (RSS +{:.0}, PSS +{:.0}): {}.\n\n\
+         | | launch → first paint s | main process RSS MiB | process tree PSS MiB | of which the program's own code MiB |\n|---|---|---|---|---|\n\
+         | Opptak (opens its journal, starts the server inside the app, resumes uploads) | {app_paint:.2} | {app_rss:.0} | {app_pss:.0} | {app_code:.1} |\n\
+         | baseline: the smallest Tauri app (`src-tauri/examples/minimal_window.rs`), compositing off like Opptak | {minimal_paint:.2} | {minimal_rss:.0} | {minimal_pss:.0} | {minimal_code:.1} |\n\
+         | the smallest Tauri app as Tauri ships it (WebKit compositing on) | {shipped_paint:.2} | {shipped_rss:.0} | {shipped_pss:.0} | {shipped_code:.1} |\n\n\
+         Goals: first paint ≤ 1.5 s: {}; memory ≤ the minimal window with the same settings + 40 MB, i.e. 38.1 MiB \
+         (RSS +{:.1} MiB, PSS +{:.1} MiB): {}. The program's own code is what `.ci/startup-order` keeps \
+         small: it grows back towards 13 MiB as `src-tauri/startup-order.txt` goes stale.\n\n\
          ### CPU of recording 60 s, the level meter on screen, uploading as it records (both at once, same microphone)\n\n\
          | | CPU, % of one core |\n|---|---|\n\
          | the app's process tree (app + WebKit's web and network processes) | {tree:.2} |\n\
@@ -251,7 +260,7 @@ async fn main() {
         goal(app_paint <= 1.5),
         app_rss - minimal_rss,
         app_pss - minimal_pss,
-        goal(app_rss <= minimal_rss + 40.0 && app_pss <= minimal_pss + 40.0),
+        goal(app_rss - minimal_rss <= FORTY_MB_IN_MIB && app_pss - minimal_pss <= FORTY_MB_IN_MIB),
         goal(tree <= 8.0),
         goal(main <= cli_percent + 2.0),
         short_app.as_secs_f64(),

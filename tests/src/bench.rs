@@ -82,6 +82,25 @@ pub fn pss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
+/// How much of `pid`'s own program code (its executable's code mapping, not
+/// the libraries') is resident now, in MiB.
+pub fn program_code_mib(pid: u32) -> f64 {
+    let program = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut in_code = false;
+    let mut kib = 0.0;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A mapping's header: "start-end perms offset dev inode path".
+        if fields.first().is_some_and(|range| range.contains('-')) && fields.len() >= 5 {
+            in_code = fields[1].contains('x') && fields.get(5).is_some_and(|path| Path::new(path) == program);
+        } else if in_code && fields.first() == Some(&"Rss:") {
+            kib += fields.get(1).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
+        }
+    }
+    kib / 1024.0
+}
+
 /// The largest resident set size `pid` has had, in MiB.
 pub fn peak_rss_mib(pid: u32) -> f64 {
     proc_status_kib(pid, "VmHWM:") / 1024.0
