@@ -1,7 +1,7 @@
 use std::{env, path::Path};
 
 /// Functions the app runs from launch until it sits idle, listed by
-/// `tests/startup-order` from a profiled launch of a release build.
+/// `.ci/startup-order` from a profiled launch of a release build.
 const STARTUP_ORDER: &str = "startup-order.txt";
 
 fn main() {
@@ -32,7 +32,7 @@ fn link_startup_code_together() {
         println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
-    // Where each function landed, so tests/startup-order can name the
+    // Where each function landed, so .ci/startup-order can name the
     // addresses a profiled launch ran.
     if let Ok(map) = env::var("OPPTAK_LINK_MAP") {
         println!("cargo:rustc-link-arg-bins=-Wl,-Map={map}");
