@@ -15,7 +15,7 @@ fn main() {
 
 /// Linux maps a program's code 64 kB around each page it first runs, and the
 /// code a launch runs is scattered over the whole 20 MB `.text`: placing it
-/// first, in the order it runs, keeps most of the rest unmapped
+/// together at the front keeps most of the rest unmapped
 /// (tests/BENCHMARKS.md, "Desktop app"). A name the file lists that the
 /// build no longer has is skipped, so a stale list costs memory, never a
 /// build. Only LLD reads the list, and only Rust's x86_64 Linux toolchain
