@@ -99,9 +99,11 @@ async fn audit_every_screen(gtk_theme: &str, dark: bool, screenshot_suffix: Opti
 
         // The idle Record screen is taken first: after a recording,
         // WebKitWebDriver has been seen to hang on screenshots in the dark theme.
+        client.wait().at_most(WAIT).for_element(Locator::Css(&testid("microphone"))).await?;
         if let Some(suffix) = screenshot_suffix {
             screenshot(client, &format!("record{suffix}.png")).await?;
         }
+        found.extend(violations(client).await?.into_iter().map(|line| format!("record (idle): {line}")));
         // The Record screen while recording (clock, meter, pause and stop), then idle.
         button(client, "Start recording").await?.click().await?;
         button(client, "Stop recording").await?;
